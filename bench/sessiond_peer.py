@@ -1,0 +1,250 @@
+"""sessiond as a benchmark contender: the daemon as a process, the real clients. Does I/O.
+
+Written against the announced API (adjust here when it settles):
+
+- daemon: ``sessiond serve --state-dir DIR --socket PATH [--config FILE]`` (the console
+  script when installed, else ``python -m sessiond``), ready when the socket accepts; stores
+  load lazily, so ``setup`` issues one ``get`` before any timed window;
+- clients: ``from sessiond_client import Client, AsyncClient``; ``Client(socket_path)`` is a
+  context manager with ``get(key) -> Session | None`` (``.entry.to_dict()``, ``.revision``),
+  ``patch(key, patch, durable=False) -> Session`` and ``update_with(key, fn)``;
+  ``AsyncClient`` has the same methods as coroutines.
+
+``get``/``patch`` return the client's typed ``Session`` unconverted: decoding into it is part
+of the client's work, just as ``json.loads`` is part of the Redis peer's.
+
+The client package is imported dynamically while its API is in flux (mypy sees ``Any``).
+When ``sessiond_client`` is not installed, ``client/`` of this checkout is put on the path.
+
+REGISTRATION POINT: :func:`register_sessiond` registers every sessiond contender; the
+workload names are in ``bench.workloads.WORKLOADS``. Durable writes, 8 processes, the async
+client, ``get`` p99 during flushes (``get_under_writes`` at 100k) and load time / memory per
+entry (``measure_load``) are all covered by the two contenders below.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from bench.contender import Contender, LoadResult, PatchFn
+from bench.entries import iter_store, session_key
+from bench.original_store import STORE_RELATIVE_PATH, write_store_file
+from bench.procs import REPO_ROOT, ServerProcess, rss_bytes
+
+__all__ = [
+    "SessiondContender",
+    "SessiondFactory",
+    "register_sessiond",
+    "unavailable_reason",
+]
+
+CLIENT_DIR: Final = REPO_ROOT / "client"
+READY_TIMEOUT_S: Final = 120.0
+ALL_WORKLOADS: Final = frozenset(
+    {
+        "get_seq",
+        "patch_seq",
+        "get_async64",
+        "patch_async64",
+        "patch_8proc",
+        "counter_8proc",
+        "get_under_writes",
+    }
+)
+WRITE_WORKLOADS: Final = frozenset({"patch_seq", "patch_async64", "patch_8proc"})
+
+
+def register_sessiond(register: Callable[[Contender], None]) -> None:
+    """Register the sessiond contenders. Called by ``bench.registry.build_registry``."""
+    register(SessiondContender("sessiond"))
+    register(SessiondContender("sessiond-durable", durable=True, workloads=WRITE_WORKLOADS))
+
+
+def _client_module() -> Any:
+    if importlib.util.find_spec("sessiond_client") is None and CLIENT_DIR.is_dir():
+        sys.path.insert(0, str(CLIENT_DIR))
+    return importlib.import_module("sessiond_client")
+
+
+def daemon_command() -> list[str]:
+    installed = shutil.which("sessiond")
+    return [installed] if installed else [sys.executable, "-m", "sessiond"]
+
+
+def _daemon_env() -> dict[str, str]:
+    """The checkout's packages first, so an uninstalled tree runs as it is."""
+    paths = [str(REPO_ROOT), str(CLIENT_DIR), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
+
+
+def unavailable_reason() -> str | None:
+    """Why sessiond cannot be benchmarked in this checkout, or None when it can."""
+    try:
+        client = _client_module()
+    except ImportError as exc:
+        return f"sessiond_client not importable: {exc}"
+    missing = [name for name in ("Client", "AsyncClient") if not hasattr(client, name)]
+    if missing:
+        return f"sessiond_client has no {', '.join(missing)} yet"
+    if shutil.which("sessiond") is None and importlib.util.find_spec("sessiond.__main__") is None:
+        return "neither a sessiond command nor sessiond.__main__"
+    return None
+
+
+def _entry_dict(entry: Any) -> dict[str, Any]:
+    converted: dict[str, Any] = entry.to_dict() if hasattr(entry, "to_dict") else dict(entry)
+    return converted
+
+
+class SessiondOps:
+    """Blocking sessiond client (SyncOps)."""
+
+    def __init__(self, socket_path: Path, durable: bool) -> None:
+        self._stack = contextlib.ExitStack()
+        self._client = self._stack.enter_context(_client_module().Client(str(socket_path)))
+        self._durable = durable
+
+    def get(self, key: str) -> object:
+        return self._client.get(key)
+
+    def patch(self, key: str, patch: dict[str, Any]) -> object:
+        return self._client.patch(key, patch, durable=self._durable)
+
+    def update_with(self, key: str, fn: PatchFn) -> object:
+        return self._client.update_with(key, lambda entry: fn(_entry_dict(entry)))
+
+    def read_entry(self, key: str) -> dict[str, Any] | None:
+        session = self._client.get(key)
+        return None if session is None else _entry_dict(session.entry)
+
+    def counters(self) -> dict[str, int]:
+        return {}
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+class AsyncSessiondOps:
+    """sessiond's AsyncClient: one pipelined connection (AsyncOps)."""
+
+    def __init__(self, stack: contextlib.AsyncExitStack, client: Any, durable: bool) -> None:
+        self._stack = stack
+        self._client = client
+        self._durable = durable
+
+    @classmethod
+    async def connect(cls, socket_path: Path, durable: bool) -> AsyncSessiondOps:
+        stack = contextlib.AsyncExitStack()
+        client = await stack.enter_async_context(_client_module().AsyncClient(str(socket_path)))
+        return cls(stack, client, durable)
+
+    async def get(self, key: str) -> object:
+        return await self._client.get(key)
+
+    async def patch(self, key: str, patch: dict[str, Any]) -> object:
+        return await self._client.patch(key, patch, durable=self._durable)
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+
+
+@dataclass(frozen=True)
+class SessiondFactory:
+    socket_path: Path
+    durable: bool = False
+
+    def open_sync(self) -> SessiondOps:
+        return SessiondOps(self.socket_path, self.durable)
+
+    async def open_async(self) -> AsyncSessiondOps:
+        return await AsyncSessiondOps.connect(self.socket_path, self.durable)
+
+
+class SessiondContender(Contender):
+    """One sessiond daemon per store; ``durable`` makes every patch wait for its flush."""
+
+    family = "sessiond"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        durable: bool = False,
+        config_toml: str | None = None,
+        workloads: frozenset[str] = ALL_WORKLOADS,
+    ) -> None:
+        self.name = name
+        self.durable = durable
+        self.config_toml = config_toml
+        self.workloads = workloads
+        self.description = "sessiond daemon" + (", durable=True writes" if durable else "")
+        self._daemon: ServerProcess | None = None
+
+    def _start(self, work_dir: Path) -> tuple[ServerProcess, Path]:
+        state_dir = work_dir / "state"
+        socket_path = work_dir / "sessiond.sock"
+        argv = [*daemon_command(), "serve", "--state-dir", str(state_dir)]
+        argv += ["--socket", str(socket_path)]
+        if self.config_toml is not None:
+            config_path = work_dir / "sessiond.toml"
+            config_path.write_text(self.config_toml)
+            argv += ["--config", str(config_path)]
+        daemon = ServerProcess(argv, work_dir / "sessiond.log", cwd=REPO_ROOT, env=_daemon_env())
+        daemon.wait_for_socket(socket_path, READY_TIMEOUT_S)
+        return daemon, socket_path
+
+    def setup(self, store_size: int, work_dir: Path) -> SessiondFactory:
+        write_store_file(work_dir / "state" / STORE_RELATIVE_PATH, dict(iter_store(store_size)))
+        self._daemon, socket_path = self._start(work_dir)
+        factory = SessiondFactory(socket_path, self.durable)
+        ops = factory.open_sync()
+        try:
+            ops.get(session_key(0))  # stores load lazily: pay the load outside timed windows
+        finally:
+            ops.close()
+        return factory
+
+    def teardown(self) -> None:
+        if self._daemon is not None:
+            self._daemon.stop(timeout_s=60.0)
+            self._daemon = None
+
+    def measure_load(self, store_size: int, work_dir: Path) -> LoadResult:
+        """Daemon start to first answered get (lazy load included); RSS growth per entry."""
+        write_store_file(work_dir / "state" / STORE_RELATIVE_PATH, dict(iter_store(store_size)))
+        started = time.perf_counter()
+        daemon, socket_path = self._start(work_dir)
+        try:
+            empty_rss = rss_bytes(daemon.pid)
+            ops = SessiondFactory(socket_path).open_sync()
+            try:
+                ops.get(session_key(0))
+            finally:
+                ops.close()
+            load_time_s = time.perf_counter() - started
+            loaded_rss = rss_bytes(daemon.pid)
+        finally:
+            daemon.stop(timeout_s=60.0)
+        return LoadResult(
+            load_time_s=load_time_s,
+            bytes_per_entry=(loaded_rss - empty_rss) / max(1, store_size),
+            details={"rss_bytes": loaded_rss},
+        )
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "description": self.description,
+            "command": daemon_command(),
+            "durable": self.durable,
+            "config": self.config_toml,
+        }

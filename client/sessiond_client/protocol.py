@@ -1,0 +1,290 @@
+"""The sessiond wire protocol: request/reply messages, framing and limits. Pure: no I/O.
+
+A frame is a 4-byte unsigned big-endian payload length followed by a msgpack payload.
+Requests are a msgspec tagged union on the ``op`` field; every request carries an
+integer ``id`` that its reply echoes, so clients may pipeline and match replies out of
+order. Replies are ``{"id", "ok": true, "result"}`` or ``{"id", "ok": false, "error":
+{"code", "message"}}``. Every field added after version 1 must have a default so that
+older clients keep working (see PROTOCOL.md).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Final, Literal
+
+import msgspec
+
+from sessiond_client.errors import FrameTooLargeError, ProtocolError
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_BYTES",
+    "FRAME_HEADER",
+    "OPS",
+    "PROTOCOL_VERSION",
+    "WRITE_OPS",
+    "DeleteRequest",
+    "EntryRef",
+    "EntryResult",
+    "ErrorBody",
+    "ErrorReply",
+    "FlushRequest",
+    "FrameDecoder",
+    "GetManyRequest",
+    "GetRequest",
+    "HelloRequest",
+    "HelloResult",
+    "ListRequest",
+    "ListResult",
+    "OkReply",
+    "PatchRequest",
+    "ReplaceRequest",
+    "Reply",
+    "Request",
+    "RequestBase",
+    "RequestEnvelope",
+    "ResolveRequest",
+    "ResolveResult",
+    "StatsRequest",
+    "UpdateLastRouteRequest",
+    "UpdateRequest",
+    "check_reply_shape",
+    "encode_frame",
+]
+
+PROTOCOL_VERSION: Final = 1
+DEFAULT_MAX_FRAME_BYTES: Final = 16 * 1024 * 1024
+FRAME_HEADER: Final = struct.Struct(">I")
+
+
+class RequestBase(msgspec.Struct, kw_only=True, tag_field="op", omit_defaults=True):
+    """Fields every request carries. ``agent`` selects the store (else parsed from the key)."""
+
+    id: int
+    agent: str | None = None
+
+
+class HelloRequest(RequestBase, tag="hello"):
+    protocol: int = PROTOCOL_VERSION
+    client: str | None = None
+
+
+class GetRequest(RequestBase, tag="get"):
+    key: str
+
+
+class GetManyRequest(RequestBase, tag="get_many"):
+    keys: list[str]
+
+
+class ListRequest(RequestBase, tag="list"):
+    prefix: str | None = None
+    active_minutes: float | None = None
+    label: str | None = None
+    spawned_by: str | None = None
+    limit: int | None = None
+    cursor: str | None = None
+
+
+class PatchRequest(RequestBase, tag="patch"):
+    key: str
+    patch: dict[str, Any]
+    if_revision: str | None = None
+    durable: bool = False
+
+
+class UpdateRequest(RequestBase, tag="update"):
+    key: str
+    patch: dict[str, Any]
+    if_revision: str | None = None
+    durable: bool = False
+
+
+class ReplaceRequest(RequestBase, tag="replace"):
+    key: str
+    entry: dict[str, Any]
+    if_revision: str | None = None
+    durable: bool = False
+
+
+class UpdateLastRouteRequest(RequestBase, tag="update_last_route"):
+    key: str
+    provider: str | None = None
+    to: str | None = None
+    account_id: str | None = None
+    touch: bool = False
+    durable: bool = False
+
+
+class DeleteRequest(RequestBase, tag="delete"):
+    key: str
+    if_revision: str | None = None
+    durable: bool = False
+
+
+class ResolveRequest(RequestBase, tag="resolve"):
+    ctx: dict[str, Any]
+    authorized: bool = True
+    scope: Literal["per-sender", "global"] | None = None
+    main_key: str | None = None
+    idle_minutes: float | None = None
+    reset_triggers: list[str] | None = None
+    durable: bool = False
+
+
+class FlushRequest(RequestBase, tag="flush"):
+    pass
+
+
+class StatsRequest(RequestBase, tag="stats"):
+    pass
+
+
+Request = (
+    HelloRequest
+    | GetRequest
+    | GetManyRequest
+    | ListRequest
+    | PatchRequest
+    | UpdateRequest
+    | ReplaceRequest
+    | UpdateLastRouteRequest
+    | DeleteRequest
+    | ResolveRequest
+    | FlushRequest
+    | StatsRequest
+)
+
+OPS: Final[frozenset[str]] = frozenset(str(cls.__struct_config__.tag) for cls in Request.__args__)
+WRITE_OPS: Final[frozenset[str]] = frozenset(
+    {"patch", "update", "replace", "update_last_route", "delete", "resolve"}
+)
+
+
+class RequestEnvelope(msgspec.Struct):
+    """The loosest reading of a request: enough to echo its id and name its op in an error."""
+
+    id: Any = None
+    op: Any = None
+
+
+class ErrorBody(msgspec.Struct):
+    code: str
+    message: str
+
+
+class OkReply(msgspec.Struct):
+    id: int | None
+    result: Any
+    ok: bool = True
+
+
+class ErrorReply(msgspec.Struct):
+    id: int | None
+    error: ErrorBody
+    ok: bool = False
+
+
+class Reply(msgspec.Struct):
+    """A reply as a client decodes it: ``result`` stays raw until the op's type is known."""
+
+    id: int | None
+    ok: bool
+    result: msgspec.Raw = msgspec.Raw(b"\xc0")
+    error: ErrorBody | None = None
+
+
+def encode_frame(payload: bytes) -> bytes:
+    """Prefix a payload with its 4-byte big-endian length."""
+    return FRAME_HEADER.pack(len(payload)) + payload
+
+
+class FrameDecoder:
+    """Incremental frame splitter: feed bytes, iterate complete payloads.
+
+    The announced length is checked against ``max_frame_bytes`` as soon as the 4-byte
+    header is complete, before any of the payload is buffered, so an oversized frame
+    costs the reader nothing.
+    """
+
+    __slots__ = ("_buffer", "_max_frame_bytes")
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self._buffer = bytearray()
+        self._max_frame_bytes = max_frame_bytes
+
+    @property
+    def buffered_bytes(self) -> int:
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Append ``data`` and return every payload now complete, in order.
+
+        Raises :class:`FrameTooLargeError` for a header announcing more than the limit;
+        the frames completed before it are lost with the connection, which the caller
+        closes anyway.
+        """
+        buffer = self._buffer
+        buffer += data
+        header_size = FRAME_HEADER.size
+        payloads: list[bytes] = []
+        offset = 0
+        available = len(buffer)
+        while available - offset >= header_size:
+            (length,) = FRAME_HEADER.unpack_from(buffer, offset)
+            if length > self._max_frame_bytes:
+                raise FrameTooLargeError(
+                    f"frame of {length} bytes exceeds the limit of {self._max_frame_bytes} bytes"
+                )
+            end = offset + header_size + length
+            if available < end:
+                break
+            with memoryview(buffer) as view:
+                payloads.append(view[offset + header_size : end].tobytes())
+            offset = end
+        if offset:
+            del buffer[:offset]
+        return payloads
+
+
+def check_reply_shape(reply: Reply) -> None:
+    """Reject replies that are neither a success nor a well-formed error."""
+    if not reply.ok and reply.error is None:
+        raise ProtocolError(f"reply {reply.id} has ok=false but no error body")
+
+
+class EntryResult(msgspec.Struct):
+    """``get``/``patch``/... result: the entry as stored (JSON object) and its revision."""
+
+    key: str
+    entry: Any
+    revision: str
+
+
+class EntryRef(msgspec.Struct):
+    """One value of the ``get_many`` result map."""
+
+    entry: Any
+    revision: str
+
+
+class ListResult(msgspec.Struct):
+    items: list[EntryResult]
+    cursor: str | None = None
+
+
+class ResolveResult(msgspec.Struct):
+    session_key: str
+    session_id: str
+    is_new: bool
+    reset_triggered: bool
+    body_stripped: str | None
+    entry: Any
+    revision: str
+
+
+class HelloResult(msgspec.Struct):
+    protocol: int
+    server: str
+    version: str
+    max_frame_bytes: int

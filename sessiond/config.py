@@ -1,0 +1,169 @@
+"""Daemon configuration: the settings, their defaults, and how flags, environment and the
+TOML file combine. Pure except :func:`load_config_file`, which reads the file.
+
+Precedence for every setting: command-line flag > environment variable > config file >
+built-in default. The state directory follows DESIGN.md: ``--state-dir`` >
+``SESSIOND_STATE_DIR`` > ``$STATE_DIRECTORY`` (systemd) > ``$XDG_STATE_HOME/sessiond`` >
+``~/.local/state/sessiond``. Unknown keys in the file are errors (a typo must not
+silently fall back to a default); the daemon exits with status 78 (EX_CONFIG).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+from sessiond_client.locations import default_socket_path, default_state_dir
+from sessiond_client.protocol import DEFAULT_MAX_FRAME_BYTES
+
+__all__ = [
+    "AccessConfig",
+    "AgentSessionConfig",
+    "Config",
+    "ConfigError",
+    "Limits",
+    "PersistenceConfig",
+    "build_config",
+    "load_config_file",
+]
+
+Durability = Literal["memory", "debounced", "journal"]
+STORE_PATH_TEMPLATE = "agents/{agentId}/sessions/sessions.json"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message says which setting and why."""
+
+
+class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class Limits(_Section):
+    """Bounds that keep one client from hurting the others."""
+
+    max_connections: int = 1024
+    max_inflight_per_connection: int = 256
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    max_key_bytes: int = 1024
+    max_entry_bytes: int = 1024 * 1024
+    max_keys_per_request: int = 1000
+    max_list_limit: int = 1000
+    idle_timeout_s: float = 600.0
+    frame_timeout_s: float = 10.0
+    max_write_buffer_bytes: int = 4 * 1024 * 1024
+
+
+class PersistenceConfig(_Section):
+    durability: Durability = "journal"
+    flush_delay_s: float = 0.1
+    flush_max_delay_s: float = 1.0
+    journal_fsync_interval_s: float = 1.0
+    snapshot_format: Literal["pretty", "compact"] = "pretty"
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 30.0
+    refuse_writes_when_failing: bool = False
+    on_corrupt: Literal["move-aside", "refuse"] = "move-aside"
+
+
+class AccessConfig(_Section):
+    """Who may connect. Empty lists mean the defaults: our uid, root, the socket's group."""
+
+    allowed_uids: list[int] = msgspec.field(default_factory=list)
+    allowed_gids: list[int] = msgspec.field(default_factory=list)
+    socket_mode: int = 0o660
+
+
+class AgentSessionConfig(_Section):
+    """The original's ``session`` config: how ``resolve`` derives keys and expires sessions."""
+
+    scope: Literal["per-sender", "global"] = "per-sender"
+    main_key: str | None = None
+    idle_minutes: float = 60.0
+    reset_triggers: list[str] = msgspec.field(default_factory=lambda: ["/new", "/reset"])
+
+
+class Config(_Section):
+    state_dir: str = ""
+    socket_path: str = ""
+    store_path: str = ""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    shutdown_timeout_s: float = 10.0
+    limits: Limits = msgspec.field(default_factory=Limits)
+    persistence: PersistenceConfig = msgspec.field(default_factory=PersistenceConfig)
+    access: AccessConfig = msgspec.field(default_factory=AccessConfig)
+    session: AgentSessionConfig = msgspec.field(default_factory=AgentSessionConfig)
+    agents: dict[str, AgentSessionConfig] = msgspec.field(default_factory=dict)
+
+    def session_config_for(self, agent_id: str) -> AgentSessionConfig:
+        return self.agents.get(agent_id, self.session)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file into plain data (validated later by :func:`build_config`)."""
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError as error:
+        raise ConfigError(f"config file {path} does not exist") from error
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"cannot read config file {path}: {error}") from error
+
+
+def build_config(
+    file_data: Mapping[str, Any],
+    *,
+    environ: Mapping[str, str],
+    home: str,
+    state_dir_flag: str | None = None,
+    socket_flag: str | None = None,
+) -> Config:
+    """Validate the file's data and apply environment and flags on top of it."""
+    try:
+        config = msgspec.convert(dict(file_data), Config)
+    except msgspec.ValidationError as error:
+        raise ConfigError(f"invalid configuration: {error}") from error
+    state_dir = state_dir_flag or environ.get("SESSIOND_STATE_DIR") or config.state_dir
+    if not state_dir:
+        state_dir = default_state_dir(environ, home=home)
+    state_dir = str(Path(state_dir).expanduser().absolute())
+    socket_path = socket_flag or environ.get("SESSIOND_SOCKET") or config.socket_path
+    if not socket_path:
+        socket_path = default_socket_path(environ, home=home, state_dir=state_dir)
+    store_path = config.store_path or str(Path(state_dir) / STORE_PATH_TEMPLATE)
+    config = msgspec.structs.replace(
+        config, state_dir=state_dir, socket_path=socket_path, store_path=store_path
+    )
+    _check_ranges(config)
+    return config
+
+
+def _check_ranges(config: Config) -> None:
+    limits, persistence = config.limits, config.persistence
+    positive = {
+        "limits.max_connections": limits.max_connections,
+        "limits.max_inflight_per_connection": limits.max_inflight_per_connection,
+        "limits.max_frame_bytes": limits.max_frame_bytes,
+        "limits.max_key_bytes": limits.max_key_bytes,
+        "limits.max_entry_bytes": limits.max_entry_bytes,
+        "limits.max_keys_per_request": limits.max_keys_per_request,
+        "limits.max_list_limit": limits.max_list_limit,
+        "limits.frame_timeout_s": limits.frame_timeout_s,
+        "persistence.flush_max_delay_s": persistence.flush_max_delay_s,
+        "persistence.journal_fsync_interval_s": persistence.journal_fsync_interval_s,
+        "persistence.retry_initial_s": persistence.retry_initial_s,
+        "shutdown_timeout_s": config.shutdown_timeout_s,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{name} must be positive, got {value}")
+    if persistence.flush_delay_s < 0 or persistence.flush_delay_s > persistence.flush_max_delay_s:
+        raise ConfigError("persistence.flush_delay_s must be between 0 and flush_max_delay_s")
+    if len(config.socket_path.encode()) > 107:
+        raise ConfigError(f"socket path is longer than 107 bytes: {config.socket_path}")
+    for agent_config in (config.session, *config.agents.values()):
+        if agent_config.idle_minutes < 1:
+            raise ConfigError("session idle_minutes must be at least 1")

@@ -1,0 +1,255 @@
+"""Request dispatch: validate a decoded request, pick its store, run the operation, and
+shape the result. Pure: no I/O; stores are reached through :class:`StoreAccess`.
+
+The server shell does what needs awaiting around it (loading a store the first time it
+is named, waiting for a durable write's flush, ``flush`` itself). Everything here is a
+plain function of the request and the in-memory stores, so it is unit-tested without
+sockets and costs no task switch on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import msgspec
+from sessiond_client.entry import validate_entry_fields
+from sessiond_client.errors import InvalidRequestError
+from sessiond_client.keys import (
+    DEFAULT_AGENT_ID,
+    normalize_agent_id,
+    resolve_agent_id_from_session_key,
+)
+from sessiond_client.protocol import (
+    PROTOCOL_VERSION,
+    DeleteRequest,
+    EntryRef,
+    EntryResult,
+    FlushRequest,
+    GetManyRequest,
+    GetRequest,
+    HelloRequest,
+    HelloResult,
+    ListRequest,
+    ListResult,
+    PatchRequest,
+    ReplaceRequest,
+    Request,
+    ResolveRequest,
+    StatsRequest,
+    UpdateLastRouteRequest,
+    UpdateRequest,
+)
+
+from sessiond import __version__
+from sessiond.config import Config
+from sessiond.entries import StoredEntry
+from sessiond.listing import ListFilter, decode_cursor, select_page
+from sessiond.resolve import ResolveOptions, resolve_session
+from sessiond.store import SessionStore
+
+__all__ = ["Dispatcher", "StoreAccess", "agents_of"]
+
+MAX_FIELD_NAME_CHARS = 256
+DEFAULT_LIST_LIMIT = 100
+
+
+class StoreAccess(Protocol):
+    """How dispatch reaches stores; the registry (I/O shell) implements it."""
+
+    def store_for(self, agent_id: str, *, for_write: bool) -> SessionStore:
+        """The loaded store of ``agent_id``; raises a ServerError if it cannot serve."""
+        ...
+
+    def transcripts_dir_for(self, agent_id: str) -> str:
+        """Where the agent's transcript files live (the store file's directory)."""
+        ...
+
+
+def agent_of(request_agent: str | None, key: str | None) -> str:
+    """The agent whose store a request uses: explicit ``agent``, else the key's, else main."""
+    if request_agent is not None:
+        return normalize_agent_id(request_agent)
+    if key is not None:
+        return resolve_agent_id_from_session_key(key)
+    return DEFAULT_AGENT_ID
+
+
+def agents_of(request: Request) -> tuple[str, ...]:
+    """Every agent a request touches (their stores must be loaded before :meth:`handle`)."""
+    match request:
+        case GetManyRequest(keys=keys, agent=agent):
+            return tuple(dict.fromkeys(agent_of(agent, key) for key in keys))
+        case HelloRequest() | StatsRequest():
+            return ()
+        case FlushRequest(agent=None):
+            return ()
+        case ResolveRequest(agent=agent, ctx=ctx):
+            session_key = ctx.get("SessionKey")
+            return (agent_of(agent, session_key if isinstance(session_key, str) else None),)
+        case _:
+            return (agent_of(request.agent, getattr(request, "key", None)),)
+
+
+def _entry_result(key: str, entry: StoredEntry) -> EntryResult:
+    return EntryResult(key, entry.value(), entry.revision)
+
+
+class Dispatcher:
+    """Runs validated operations against the stores. One per daemon."""
+
+    def __init__(
+        self,
+        config: Config,
+        stores: StoreAccess,
+        *,
+        stats: Callable[[], dict[str, Any]],
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self.config = config
+        self.limits = config.limits
+        self.stores = stores
+        self.stats = stats
+        self.clock_ms = clock_ms
+
+    def check_key(self, key: str) -> str:
+        if not key:
+            raise InvalidRequestError("key must be a non-empty string")
+        if len(key) * 4 > self.limits.max_key_bytes and (
+            len(key.encode("utf-8", "surrogatepass")) > self.limits.max_key_bytes
+        ):
+            raise InvalidRequestError(
+                f"key is longer than the limit of {self.limits.max_key_bytes} bytes"
+            )
+        return key
+
+    def check_fields(self, fields: dict[str, Any]) -> dict[str, Any]:
+        for name in fields:
+            if not name or len(name) > MAX_FIELD_NAME_CHARS:
+                raise InvalidRequestError(
+                    f"field names must have 1 to {MAX_FIELD_NAME_CHARS} characters"
+                )
+        try:
+            validate_entry_fields(fields)
+        except msgspec.ValidationError as error:
+            raise InvalidRequestError(f"invalid entry field: {error}") from error
+        return fields
+
+    def store(self, request_agent: str | None, key: str | None, *, write: bool) -> SessionStore:
+        return self.stores.store_for(agent_of(request_agent, key), for_write=write)
+
+    def handle(self, request: Request) -> Any:
+        """Run ``request`` and return its result (a Struct, bool, dict or None)."""
+        match request:
+            case GetRequest():
+                return self.get(request)
+            case PatchRequest():
+                return self.patch(request)
+            case UpdateRequest():
+                return self.update(request)
+            case GetManyRequest():
+                return self.get_many(request)
+            case ListRequest():
+                return self.list(request)
+            case ReplaceRequest():
+                return self.replace(request)
+            case UpdateLastRouteRequest():
+                return self.update_last_route(request)
+            case DeleteRequest():
+                return self.delete(request)
+            case ResolveRequest():
+                return self.resolve(request)
+            case HelloRequest():
+                return self.hello(request)
+            case StatsRequest():
+                return self.stats()
+            case FlushRequest():
+                raise AssertionError("flush is handled by the server shell")
+
+    def hello(self, request: HelloRequest) -> HelloResult:
+        if request.protocol < 1:
+            raise InvalidRequestError(f"unsupported protocol version {request.protocol}")
+        return HelloResult(PROTOCOL_VERSION, "sessiond", __version__, self.limits.max_frame_bytes)
+
+    def get(self, request: GetRequest) -> EntryResult | None:
+        key = self.check_key(request.key)
+        entry = self.store(request.agent, key, write=False).get(key)
+        return None if entry is None else _entry_result(key, entry)
+
+    def get_many(self, request: GetManyRequest) -> dict[str, EntryRef]:
+        if len(request.keys) > self.limits.max_keys_per_request:
+            raise InvalidRequestError(
+                f"get_many takes at most {self.limits.max_keys_per_request} keys"
+            )
+        found: dict[str, EntryRef] = {}
+        for key in request.keys:
+            entry = self.store(request.agent, self.check_key(key), write=False).get(key)
+            if entry is not None:
+                found[key] = EntryRef(entry.value(), entry.revision)
+        return found
+
+    def list(self, request: ListRequest) -> ListResult:
+        limit = DEFAULT_LIST_LIMIT if request.limit is None else request.limit
+        if not 1 <= limit <= self.limits.max_list_limit:
+            raise InvalidRequestError(f"limit must be 1 to {self.limits.max_list_limit}")
+        active_since_ms = None
+        if request.active_minutes is not None:
+            active_since_ms = self.clock_ms() - request.active_minutes * 60_000
+        selection = ListFilter(
+            prefix=request.prefix,
+            active_since_ms=active_since_ms,
+            label=request.label,
+            spawned_by=request.spawned_by,
+        )
+        after = decode_cursor(request.cursor) if request.cursor else None
+        store = self.store(request.agent, None, write=False)
+        page, cursor = select_page(store.items(), selection, limit=limit, after=after)
+        return ListResult([_entry_result(key, entry) for key, entry in page], cursor)
+
+    def patch(self, request: PatchRequest) -> EntryResult:
+        key = self.check_key(request.key)
+        fields = self.check_fields(request.patch)
+        store = self.store(request.agent, key, write=True)
+        return _entry_result(key, store.patch(key, fields, if_revision=request.if_revision))
+
+    def update(self, request: UpdateRequest) -> EntryResult | None:
+        key = self.check_key(request.key)
+        fields = self.check_fields(request.patch)
+        store = self.store(request.agent, key, write=True)
+        entry = store.update(key, fields, if_revision=request.if_revision)
+        return None if entry is None else _entry_result(key, entry)
+
+    def replace(self, request: ReplaceRequest) -> EntryResult:
+        key = self.check_key(request.key)
+        fields = self.check_fields(request.entry)
+        store = self.store(request.agent, key, write=True)
+        return _entry_result(key, store.replace(key, fields, if_revision=request.if_revision))
+
+    def update_last_route(self, request: UpdateLastRouteRequest) -> EntryResult:
+        key = self.check_key(request.key)
+        store = self.store(request.agent, key, write=True)
+        entry = store.update_last_route(
+            key,
+            provider=request.provider,
+            to=request.to,
+            account_id=request.account_id,
+            touch=request.touch,
+        )
+        return _entry_result(key, entry)
+
+    def delete(self, request: DeleteRequest) -> bool:
+        key = self.check_key(request.key)
+        store = self.store(request.agent, key, write=True)
+        return store.delete(key, if_revision=request.if_revision)
+
+    def resolve(self, request: ResolveRequest) -> Any:
+        (agent_id,) = agents_of(request)
+        store = self.stores.store_for(agent_id, for_write=True)
+        options = ResolveOptions.from_request(request, self.config.session_config_for(agent_id))
+        return resolve_session(
+            store,
+            request.ctx,
+            options,
+            check_key=self.check_key,
+            transcripts_dir=self.stores.transcripts_dir_for(agent_id),
+        )

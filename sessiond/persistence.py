@@ -1,0 +1,484 @@
+"""Persistence of one store file: load, journal, debounced snapshots, durable waits,
+failure handling. Does I/O (through :mod:`sessiond.storefiles` and :mod:`sessiond.journal`).
+
+Sequence numbers make the bookkeeping simple (Redis's dirty counter): every accepted
+change gets the next ``accepted_seq``; ``synced_seq`` is how far the journal is fsynced,
+``snapshot_seq`` how far the last durable snapshot reaches. A change is durable once
+either covers it; ``durable=true`` writes wait for that (group commit: every waiter is
+released by the one fsync or snapshot that covers it).
+
+Modes: ``memory`` (no disk at all; ``durable`` is accepted and means nothing),
+``debounced`` (snapshots only; a durable write forces the next snapshot), ``journal``
+(default: a journal record per change, fsynced at once for durable writes and every
+``journal_fsync_interval_s`` otherwise, plus debounced snapshots that truncate it).
+
+Snapshots are written at ``min(last_change + flush_delay_s, first_change +
+flush_max_delay_s)`` from a cheap copy of the entry dict (entries are immutable), rendered
+in chunks on the event loop with a yield between chunks and written by a worker thread,
+so requests keep being served while a large store is saved.
+
+Failure: a failed append/fsync abandons the journal until the next snapshot succeeds; a
+failed snapshot keeps everything in memory, is retried with exponential backoff, shows
+in ``stats`` and the status line, and fails waiting durable writes with ``unavailable``
+(the write stays applied in memory and is written once the disk recovers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from sessiond_client.errors import UnavailableError
+
+from sessiond.config import PersistenceConfig
+from sessiond.entries import StoredEntry, entry_from_json
+from sessiond.journal import (
+    JournalSegment,
+    ReplayReport,
+    encode_record,
+    list_segments,
+    read_records,
+    segment_path,
+)
+from sessiond.snapshot import CorruptStoreError, parse_store, render_store
+from sessiond.storefiles import (
+    fsync_directory,
+    lock_store_directory,
+    move_aside,
+    read_bytes_if_exists,
+    remove_leftover_temp_files,
+    write_atomically,
+)
+
+__all__ = ["PersistenceStats", "StorePersistence", "StoreQuarantinedError"]
+
+log = logging.getLogger("sessiond.persistence")
+
+
+class StoreQuarantinedError(Exception):
+    """The store file is corrupt and config says to refuse requests until it is repaired."""
+
+
+class PersistenceStats(msgspec.Struct, kw_only=True):
+    mode: str
+    path: str
+    bytes_on_disk: int = 0
+    journal_bytes: int = 0
+    dirty: int = 0
+    flush_count: int = 0
+    flush_failures: int = 0
+    journal_fsyncs: int = 0
+    last_flush_at: float | None = None
+    last_flush_duration_s: float | None = None
+    last_error: str | None = None
+    failing: bool = False
+    loaded_syntax: str | None = None
+    corrupt_moved_to: str | None = None
+    journal_records_replayed: int = 0
+    journal_dropped_bytes: int = 0
+    journal_corruption: str | None = None
+
+
+class _Waiter(msgspec.Struct):
+    seq: int
+    future: asyncio.Future[None]
+    needs_snapshot: bool
+
+
+class StorePersistence:
+    """Keeps one store file and its journal in step with the in-memory entries."""
+
+    def __init__(self, path: Path, config: PersistenceConfig) -> None:
+        self.path = path
+        self.config = config
+        self.mode = config.durability
+        self.pretty = config.snapshot_format == "pretty"
+        self.stats = PersistenceStats(mode=self.mode, path=str(path))
+        self.entries: dict[str, StoredEntry] = {}
+        self.lock_fd: int | None = None
+        self.accepted_seq = self.appended_seq = self.synced_seq = self.snapshot_seq = 0
+        self.pending = bytearray()
+        self.append_scheduled = False
+        self.segments: list[JournalSegment] = []
+        self.next_generation = 1
+        self.journal_ok = False
+        self.needs_dir_sync = False
+        self.first_dirty_at: float | None = None
+        self.last_change_at = 0.0
+        self.force_snapshot = False
+        self.retry_at: float | None = None
+        self.retry_delay_s = config.retry_initial_s
+        self.last_sync_at = time.monotonic()
+        self.waiters: list[_Waiter] = []
+        self.wake_snapshot = asyncio.Event()
+        self.wake_sync = asyncio.Event()
+        self.segment_lock = asyncio.Lock()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    # -- loading ---------------------------------------------------------------------
+
+    async def open(self) -> dict[str, StoredEntry]:
+        """Lock the directory, load snapshot + journal, and return the entries."""
+        if self.mode == "memory":
+            return self.entries
+        await asyncio.to_thread(self._open_files)
+        if self.mode == "journal":
+            self._start_segment()
+        return self.entries
+
+    def _open_files(self) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.lock_fd = lock_store_directory(self.path.parent)
+        for leftover in remove_leftover_temp_files(self.path):
+            log.info("removed leftover temp file %s", leftover)
+        data = read_bytes_if_exists(self.path)
+        if data is not None:
+            self.stats.bytes_on_disk = len(data)
+            self._load_snapshot(data)
+        self._replay_journal()
+
+    def _load_snapshot(self, data: bytes) -> None:
+        try:
+            parsed = parse_store(data)
+        except CorruptStoreError as error:
+            if self.config.on_corrupt == "refuse":
+                raise StoreQuarantinedError(
+                    f"{self.path} is corrupt ({error}); repair or move it, then restart"
+                ) from error
+            moved = move_aside(self.path, "corrupt")
+            self.stats.corrupt_moved_to = str(moved)
+            self.stats.bytes_on_disk = 0
+            log.error("%s is corrupt (%s); moved it to %s, starting empty", self.path, error, moved)
+            return
+        self.entries = parsed.entries
+        self.stats.loaded_syntax = parsed.syntax
+
+    def _replay_journal(self) -> None:
+        for generation, path in list_segments(self.path):
+            self.next_generation = max(self.next_generation, generation + 1)
+            report = ReplayReport()
+            for record in read_records(path.read_bytes(), report):
+                if record.entry_json is None:
+                    self.entries.pop(record.key, None)
+                else:
+                    self.entries[record.key] = entry_from_json(record.entry_json)
+            self._note_replay(path, report)
+
+    def _note_replay(self, path: Path, report: ReplayReport) -> None:
+        self.stats.journal_records_replayed += report.records
+        self.stats.journal_dropped_bytes += report.torn_bytes
+        if report.records:
+            self.first_dirty_at = self.last_change_at = time.monotonic()
+        if report.torn_bytes:
+            log.warning("%s: dropped a torn record of %d bytes", path, report.torn_bytes)
+        if report.corrupt is not None:
+            moved = move_aside(path, "corrupt")
+            self.stats.journal_corruption = f"{path}: {report.corrupt} (kept as {moved})"
+            log.error(
+                "journal %s is damaged: %s; replayed %d records before it, kept it as %s",
+                path,
+                report.corrupt,
+                report.records,
+                moved,
+            )
+
+    def _start_segment(self) -> None:
+        segment = JournalSegment(
+            segment_path(self.path, self.next_generation), self.next_generation
+        )
+        self.next_generation += 1
+        self.segments.append(segment)
+        self.journal_ok = True
+        self.needs_dir_sync = True
+
+    # -- recording changes -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the background snapshot and journal-sync tasks."""
+        if self.mode == "memory":
+            return
+        self.tasks.append(asyncio.create_task(self._snapshot_loop(), name=f"snapshot {self.path}"))
+        if self.mode == "journal":
+            self.tasks.append(asyncio.create_task(self._sync_loop(), name=f"sync {self.path}"))
+        if self.first_dirty_at is not None:
+            self.wake_snapshot.set()
+
+    def record_change(self, agent_id: str, key: str, entry: StoredEntry | None) -> None:
+        """The store's change listener: journal the change and mark the store dirty."""
+        if self.mode == "memory":
+            return
+        self.accepted_seq += 1
+        now = time.monotonic()
+        self.last_change_at = now
+        if self.first_dirty_at is None:
+            self.first_dirty_at = now
+            self.wake_snapshot.set()
+        if self.journal_ok:
+            self.pending += encode_record(key, None if entry is None else entry.json_bytes)
+            if not self.append_scheduled:
+                self.append_scheduled = True
+                asyncio.get_running_loop().call_soon(self._append_pending)
+
+    def _append_pending(self) -> None:
+        # One write() per loop tick for every change made in that tick.
+        self.append_scheduled = False
+        if not self.journal_ok or not self.pending:
+            return
+        data, self.pending = self.pending, bytearray()
+        try:
+            self.segments[-1].append(data)
+        except OSError as error:
+            self._journal_failed(error)
+            return
+        self.appended_seq = self.accepted_seq
+        self.stats.journal_bytes = sum(segment.size_bytes for segment in self.segments)
+
+    def _journal_failed(self, error: OSError) -> None:
+        self.journal_ok = False
+        self.pending = bytearray()
+        self._note_failure(f"journal write failed: {error}")
+        self._fail_waiters(lambda waiter: True, "the journal could not be written")
+        self.force_snapshot = True
+        self.wake_snapshot.set()
+
+    # -- durability ----------------------------------------------------------------------
+
+    @property
+    def durable_seq(self) -> int:
+        return max(self.synced_seq, self.snapshot_seq)
+
+    @property
+    def failing(self) -> bool:
+        return self.stats.failing
+
+    async def wait_durable(self, seq: int | None = None) -> None:
+        """Return once every change up to ``seq`` (default: all so far) is on disk."""
+        if self.mode == "memory":
+            return
+        target = self.accepted_seq if seq is None else seq
+        if target <= self.durable_seq:
+            return
+        if not self.journal_ok and self.stats.failing:
+            raise UnavailableError(self._unavailable_message())
+        await self._wait(target, needs_snapshot=not self.journal_ok)
+
+    async def flush(self) -> None:
+        """Write a snapshot covering every change accepted so far (the ``flush`` op)."""
+        if self.mode == "memory":
+            return
+        self._append_pending()
+        if self.accepted_seq <= self.snapshot_seq:
+            return
+        await self._wait(self.accepted_seq, needs_snapshot=True)
+
+    async def _wait(self, seq: int, *, needs_snapshot: bool) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(_Waiter(seq, future, needs_snapshot))
+        if needs_snapshot:
+            self.force_snapshot = True
+            self.wake_snapshot.set()
+        else:
+            self.wake_sync.set()
+        await future
+
+    def _release_waiters(self) -> None:
+        remaining: list[_Waiter] = []
+        for waiter in self.waiters:
+            covered = self.snapshot_seq if waiter.needs_snapshot else self.durable_seq
+            if waiter.seq <= covered:
+                if not waiter.future.done():
+                    waiter.future.set_result(None)
+            else:
+                remaining.append(waiter)
+        self.waiters = remaining
+
+    def _fail_waiters(self, predicate: Callable[[_Waiter], bool], reason: str) -> None:
+        message = (
+            f"{reason}; the write is applied in memory and will be saved when the disk recovers"
+        )
+        remaining: list[_Waiter] = []
+        for waiter in self.waiters:
+            if predicate(waiter):
+                if not waiter.future.done():
+                    waiter.future.set_exception(UnavailableError(message))
+            else:
+                remaining.append(waiter)
+        self.waiters = remaining
+
+    def _unavailable_message(self) -> str:
+        return f"persistence of {self.path} is failing: {self.stats.last_error}"
+
+    def _note_failure(self, message: str) -> None:
+        self.stats.last_error = message
+        self.stats.failing = True
+        log.error("%s: %s", self.path, message)
+
+    # -- journal sync --------------------------------------------------------------------
+
+    def _sync_delay_s(self, now: float) -> float | None:
+        if not self.journal_ok:
+            return None
+        unsynced = self.appended_seq > self.synced_seq or bool(self.pending)
+        if any(not waiter.needs_snapshot for waiter in self.waiters):
+            return 0.0
+        if not unsynced:
+            return None
+        return max(0.0, self.last_sync_at + self.config.journal_fsync_interval_s - now)
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await _sleep_until_due(self.wake_sync, self._sync_delay_s)
+            await self._sync_once()
+
+    async def _sync_once(self) -> None:
+        self._append_pending()
+        target = self.appended_seq
+        async with self.segment_lock:
+            segments = [segment for segment in self.segments if not segment.closed]
+            try:
+                for segment in segments:
+                    await asyncio.to_thread(segment.fsync)
+                if self.needs_dir_sync:
+                    await asyncio.to_thread(fsync_directory, self.path.parent)
+                    self.needs_dir_sync = False
+            except OSError as error:
+                self._journal_failed(error)
+                return
+        self.last_sync_at = time.monotonic()
+        self.stats.journal_fsyncs += 1
+        self.synced_seq = max(self.synced_seq, target)
+        self._release_waiters()
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def _snapshot_delay_s(self, now: float) -> float | None:
+        if self.force_snapshot:
+            return 0.0
+        if self.first_dirty_at is None:
+            return None
+        deadline = min(
+            self.last_change_at + self.config.flush_delay_s,
+            self.first_dirty_at + self.config.flush_max_delay_s,
+        )
+        if self.retry_at is not None:
+            deadline = max(deadline, self.retry_at)
+        return max(0.0, deadline - now)
+
+    async def _snapshot_loop(self) -> None:
+        while True:
+            await _sleep_until_due(self.wake_snapshot, self._snapshot_delay_s)
+            await self.snapshot_once()
+
+    async def snapshot_once(self) -> bool:
+        """Write one snapshot of the current entries; True on success."""
+        seq, dirty_since = self.accepted_seq, self.first_dirty_at
+        self.first_dirty_at, self.force_snapshot = None, False
+        if self.mode == "journal":
+            self._append_pending()
+            self._start_segment()
+        started = time.monotonic()
+        try:
+            size_bytes = await write_atomically(self.path, self._render(dict(self.entries)))
+        except OSError as error:
+            self.first_dirty_at = dirty_since or time.monotonic()
+            self._snapshot_failed(error)
+            return False
+        self._snapshot_succeeded(seq, size_bytes, time.monotonic() - started)
+        await self._drop_covered_segments()
+        return True
+
+    async def _render(self, entries: dict[str, StoredEntry]) -> AsyncIterator[bytes]:
+        for chunk in render_store(entries.items(), pretty=self.pretty):
+            yield chunk
+            await asyncio.sleep(0)
+
+    def _snapshot_succeeded(self, seq: int, size_bytes: int, duration_s: float) -> None:
+        self.snapshot_seq = max(self.snapshot_seq, seq)
+        self.retry_at, self.retry_delay_s = None, self.config.retry_initial_s
+        stats = self.stats
+        if stats.failing:
+            log.warning("%s: persistence recovered", self.path)
+        stats.failing = False
+        stats.bytes_on_disk, stats.flush_count = size_bytes, stats.flush_count + 1
+        stats.last_flush_at, stats.last_flush_duration_s = time.time(), duration_s
+        self._release_waiters()
+
+    def _snapshot_failed(self, error: OSError) -> None:
+        self.stats.flush_failures += 1
+        self.retry_at = time.monotonic() + self.retry_delay_s
+        self._note_failure(f"snapshot failed: {error} (retrying in {self.retry_delay_s:.1f} s)")
+        self.retry_delay_s = min(self.retry_delay_s * 2, self.config.retry_max_s)
+        journal_ok = self.journal_ok
+        self._fail_waiters(
+            lambda waiter: waiter.needs_snapshot or not journal_ok,
+            "the store file could not be written",
+        )
+
+    async def _drop_covered_segments(self) -> None:
+        async with self.segment_lock:
+            covered, self.segments = self.segments[:-1], self.segments[-1:]
+            for segment in covered:
+                segment.close()
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(segment.path)
+        oldest_live = self.segments[0].generation if self.segments else self.next_generation
+        for generation, path in list_segments(self.path):
+            if generation < oldest_live:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+        self.stats.journal_bytes = sum(segment.size_bytes for segment in self.segments)
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    def snapshot_stats(self, entries: int) -> dict[str, Any]:
+        self.stats.dirty = self.accepted_seq - self.snapshot_seq
+        data: dict[str, Any] = msgspec.to_builtins(self.stats)
+        data["entries"] = entries
+        return data
+
+    async def close(self) -> bool:
+        """Stop the tasks, write a final snapshot if dirty, release files. True if clean."""
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        ok = True
+        if self.mode != "memory" and self.accepted_seq > self.snapshot_seq:
+            ok = await self.snapshot_once()
+        if not ok and self.journal_ok:
+            self._append_pending()
+            with contextlib.suppress(OSError):
+                for segment in self.segments:
+                    segment.fsync()
+        for segment in self.segments:
+            segment.close()
+            if ok and segment.size_bytes == 0:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(segment.path)
+        self._fail_waiters(lambda waiter: True, "the daemon is shutting down")
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
+        return ok
+
+
+async def _sleep_until_due(wake: asyncio.Event, delay_of: Callable[[float], float | None]) -> None:
+    """Sleep until ``delay_of(now)`` reaches 0, re-evaluating whenever ``wake`` is set."""
+    while True:
+        delay_s = delay_of(time.monotonic())
+        if delay_s == 0.0:
+            return
+        wake.clear()
+        if delay_s is None:
+            await wake.wait()
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), delay_s)

@@ -1,0 +1,105 @@
+"""The snapshot format (``sessions.json``): parse it and render it in pieces. Pure: no I/O.
+
+The file is the original's: one JSON object ``{key: entry}``, indented by 2 with no
+trailing newline (``JSON.stringify(store, null, 2)``), or compact when configured.
+
+Parsing tries msgspec's strict JSON first, reading each entry as raw bytes (no Python
+objects are built for the entries), and falls back to json5 only when the strict parse
+fails (json5 is thousands of times slower; it is there for hand-edited files). An empty
+or whitespace-only file is an empty store. Anything else that does not parse to an
+object raises :class:`CorruptStoreError`; the caller moves the file aside.
+
+Rendering yields the document in chunks of a few hundred entries so the I/O shell can
+write each one and let the event loop serve requests between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import Any, Final
+
+import json5
+import msgspec
+
+from sessiond.entries import StoredEntry, encode_entry, entry_from_json
+
+__all__ = [
+    "CHUNK_ENTRIES",
+    "CorruptStoreError",
+    "ParsedStore",
+    "parse_store",
+    "render_store",
+]
+
+CHUNK_ENTRIES: Final = 512
+_JS_WHITESPACE: Final = " \t\n\r\v\f\ufeff\u00a0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(
+    chr(code) for code in range(0x2000, 0x200B)
+)
+_raw_map_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_encoder = msgspec.json.Encoder()
+
+
+class CorruptStoreError(ValueError):
+    """The bytes are not a JSON/JSON5 object; the message says what was wrong."""
+
+
+class ParsedStore(msgspec.Struct):
+    entries: dict[str, StoredEntry]
+    syntax: str
+    """``"json"``, ``"json5"`` or ``"empty"``."""
+
+
+def parse_store(data: bytes) -> ParsedStore:
+    """Parse a store file's bytes."""
+    try:
+        raw_entries = _raw_map_decoder.decode(data)
+    except msgspec.ValidationError as error:
+        raise CorruptStoreError(f"the top-level JSON value is not an object: {error}") from error
+    except msgspec.DecodeError:
+        return _parse_json5(data)
+    return ParsedStore({key: entry_from_json(raw) for key, raw in raw_entries.items()}, "json")
+
+
+def _parse_json5(data: bytes) -> ParsedStore:
+    text = data.decode("utf-8", errors="replace")
+    if not text.strip(_JS_WHITESPACE):
+        return ParsedStore({}, "empty")
+    try:
+        value: Any = json5.loads(text.removeprefix("\ufeff"))
+    except (ValueError, RecursionError) as error:
+        raise CorruptStoreError(f"not valid JSON or JSON5: {error}") from error
+    if not isinstance(value, dict):
+        raise CorruptStoreError(f"the top-level value is a {type(value).__name__}, not an object")
+    return ParsedStore({str(key): encode_entry(entry) for key, entry in value.items()}, "json5")
+
+
+def _render_chunk_body(items: list[tuple[str, StoredEntry]], *, pretty: bool) -> bytes:
+    """The members of one chunk, without the enclosing braces."""
+    document = _encoder.encode({key: msgspec.Raw(entry.json_bytes) for key, entry in items})
+    if pretty:
+        # format() gives "{\n  ...\n}"; keep the members with their leading newline.
+        return msgspec.json.format(document, indent=2)[1:-2]
+    return document[1:-1]
+
+
+def render_store(
+    items: Iterable[tuple[str, StoredEntry]], *, pretty: bool = True
+) -> Iterator[bytes]:
+    """Yield the whole file in pieces; their concatenation is the complete document.
+
+    ``items`` is consumed lazily, :data:`CHUNK_ENTRIES` at a time, so the caller may
+    pass the items view of a dict copy without building a list of it first.
+    """
+    iterator = iter(items)
+    chunk = list(islice(iterator, CHUNK_ENTRIES))
+    if not chunk:
+        yield b"{}"
+        return
+    yield b"{"
+    separator = b""
+    while chunk:
+        yield separator + _render_chunk_body(chunk, pretty=pretty)
+        separator = b","
+        chunk = list(islice(iterator, CHUNK_ENTRIES))
+    yield b"\n}" if pretty else b"}"

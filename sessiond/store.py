@@ -1,0 +1,167 @@
+"""One agent's session store in memory and its write operations. Pure: no I/O.
+
+A :class:`SessionStore` maps session keys to :class:`~sessiond.entries.StoredEntry`.
+Every accepted change is reported to the ``on_change`` callback the composition root
+injects (persistence appends it to the journal and marks the store dirty), so this
+module stays free of I/O and is unit-tested without an event loop.
+
+Write semantics are the original's ``mergeSessionEntry``: ``sessionId`` kept or minted,
+``updatedAt = max(existing, patch, now)``, then ``{...existing, ...patch}``. On the wire
+a ``null`` patch value deletes the field (it plays the part of JS ``undefined``).
+Compare-and-set: every write takes an optional ``if_revision``; a mismatch (including
+"expected an entry but there is none") raises :class:`ConflictError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from sessiond_client.errors import ConflictError, InvalidRequestError
+from sessiond_client.jscompat import UNDEFINED, js_trim
+from sessiond_client.merge import merge_session_entry, strip_undefined
+
+from sessiond.entries import StoredEntry, encode_entry
+
+__all__ = ["ChangeListener", "SessionStore"]
+
+ChangeListener = Callable[[str, str, "StoredEntry | None"], None]
+"""Called as ``on_change(agent_id, key, new_entry_or_None_if_deleted)``."""
+
+
+def _ignore_change(agent_id: str, key: str, entry: StoredEntry | None) -> None:
+    return None
+
+
+class SessionStore:
+    """The entries of one agent and the operations that change them."""
+
+    def __init__(
+        self,
+        agent_id: str,
+        entries: dict[str, StoredEntry] | None = None,
+        *,
+        clock_ms: Callable[[], int],
+        new_session_id: Callable[[], str],
+        on_change: ChangeListener = _ignore_change,
+        max_entry_bytes: int | None = None,
+    ) -> None:
+        self.agent_id = agent_id
+        self.entries: dict[str, StoredEntry] = entries if entries is not None else {}
+        self.clock_ms = clock_ms
+        self.new_session_id = new_session_id
+        self.on_change = on_change
+        self.max_entry_bytes = max_entry_bytes
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, key: str) -> StoredEntry | None:
+        return self.entries.get(key)
+
+    def set(self, key: str, entry: StoredEntry) -> StoredEntry:
+        """Store ``entry`` under ``key`` and report the change; refuse oversized entries."""
+        if self.max_entry_bytes is not None and len(entry.json_bytes) > self.max_entry_bytes:
+            raise InvalidRequestError(
+                f"entry of {len(entry.json_bytes)} bytes exceeds the limit of "
+                f"{self.max_entry_bytes} bytes"
+            )
+        self.entries[key] = entry
+        self.on_change(self.agent_id, key, entry)
+        return entry
+
+    def remove(self, key: str) -> bool:
+        if self.entries.pop(key, None) is None:
+            return False
+        self.on_change(self.agent_id, key, None)
+        return True
+
+    def check_revision(self, key: str, if_revision: str | None) -> StoredEntry | None:
+        """The current entry; :class:`ConflictError` if it is not at ``if_revision``."""
+        current = self.entries.get(key)
+        if if_revision is None:
+            return current
+        if current is None:
+            raise ConflictError(f"{key!r} does not exist (expected revision {if_revision})")
+        if current.revision != if_revision:
+            raise ConflictError(f"{key!r} is at revision {current.revision}, not {if_revision}")
+        return current
+
+    def merged_value(self, patch: Mapping[str, Any], current: StoredEntry | None) -> Any:
+        """The value ``patch`` (wire form: ``None`` deletes) merged into ``current``."""
+        js_patch = {name: UNDEFINED if value is None else value for name, value in patch.items()}
+        existing = current.value() if current is not None else UNDEFINED
+        merged = merge_session_entry(
+            existing, js_patch, now_ms=self.clock_ms(), new_session_id=self.new_session_id
+        )
+        return strip_undefined(merged)
+
+    def merge(self, key: str, patch: Mapping[str, Any], current: StoredEntry | None) -> StoredEntry:
+        """Merge a wire patch into ``current`` and store the result."""
+        return self.set(key, encode_entry(self.merged_value(patch, current)))
+
+    def patch(
+        self, key: str, patch: Mapping[str, Any], *, if_revision: str | None = None
+    ) -> StoredEntry:
+        """Merge ``patch`` into the entry, creating it if missing."""
+        current = self.check_revision(key, if_revision)
+        return self.merge(key, patch, current)
+
+    def update(
+        self, key: str, patch: Mapping[str, Any], *, if_revision: str | None = None
+    ) -> StoredEntry | None:
+        """Merge ``patch`` only if the entry exists; ``None`` if it does not."""
+        current = self.check_revision(key, if_revision)
+        if current is None:
+            return None
+        return self.merge(key, patch, current)
+
+    def replace(
+        self, key: str, entry: Mapping[str, Any], *, if_revision: str | None = None
+    ) -> StoredEntry:
+        """Store a whole entry as given. ``sessionId`` is required; a missing ``updatedAt``
+        is set to now; ``null`` fields are dropped (they mean "absent" on the wire)."""
+        self.check_revision(key, if_revision)
+        value = {name: field for name, field in entry.items() if field is not None}
+        if not isinstance(value.get("sessionId"), str):
+            raise InvalidRequestError("replace needs an entry with a string sessionId")
+        value.setdefault("updatedAt", self.clock_ms())
+        return self.set(key, encode_entry(value))
+
+    def update_last_route(
+        self,
+        key: str,
+        *,
+        provider: str | None,
+        to: str | None,
+        account_id: str | None,
+        touch: bool = False,
+    ) -> StoredEntry:
+        """Record where the last reply went, as the original ``updateLastRoute`` did.
+
+        A blank ``to`` clears ``lastTo``; a blank ``account_id`` keeps the previous one;
+        a missing ``provider`` clears ``lastProvider``. Unlike the original, an existing
+        entry's ``updatedAt`` is left alone unless ``touch``: a delivery receipt is not
+        user activity, and bumping it kept idle sessions alive forever.
+        """
+        current = self.entries.get(key)
+        existing = current.value() if current is not None else None
+        previous_account = existing.get("lastAccountId") if isinstance(existing, dict) else None
+        trimmed_to = js_trim(to) if to is not None else ""
+        trimmed_account = js_trim(account_id) if account_id is not None else ""
+        route: dict[str, Any] = {
+            "lastProvider": provider,
+            "lastTo": trimmed_to or None,
+            "lastAccountId": trimmed_account or previous_account,
+        }
+        merged = self.merged_value(route, current)
+        if not touch and isinstance(existing, dict) and "updatedAt" in existing:
+            merged["updatedAt"] = existing["updatedAt"]
+        return self.set(key, encode_entry(merged))
+
+    def delete(self, key: str, *, if_revision: str | None = None) -> bool:
+        self.check_revision(key, if_revision)
+        return self.remove(key)
+
+    def items(self) -> Iterable[tuple[str, StoredEntry]]:
+        return self.entries.items()
