@@ -115,6 +115,10 @@ class Contender(abc.ABC):
     def teardown(self) -> None:
         """Stop processes started by ``setup``; leave nothing running. Must be idempotent."""
 
+    def server_pids(self) -> list[int]:
+        """Processes serving the store now (pinned per workload by ``bench.placement``)."""
+        return []
+
     def measure_load(self, store_size: int, work_dir: Path) -> LoadResult | None:
         """Cold-start cost of a store of ``store_size`` entries; None when not applicable.
 

@@ -198,7 +198,7 @@ class AsyncFloorClient:
         transport, protocol = await loop.create_unix_connection(
             _FloorClientProtocol, os.fspath(socket_path)
         )
-        return cls(cast(asyncio.Transport, transport), protocol)
+        return cls(transport, protocol)
 
     def _call(self, request: dict[str, Any]) -> asyncio.Future[Any]:
         self._next_id += 1
@@ -260,6 +260,9 @@ class FloorContender(Contender):
         if self._server is not None:
             self._server.stop()
             self._server = None
+
+    def server_pids(self) -> list[int]:
+        return [] if self._server is None else [self._server.pid]
 
     def info(self) -> dict[str, Any]:
         return {"description": self.description, "reply_result_bytes": len(fixed_result())}

@@ -111,7 +111,7 @@ class OriginalStore:
         self.lock_path = store_path.with_name(store_path.name + ".lock")
         self.lock_config = lock or LockConfig()
         self.read_outside_lock = read_outside_lock
-        self._counters = {"lock_polls": 0, "stale_evictions": 0}
+        self._counters = {"lock_polls": 0, "lock_timeouts": 0, "stale_evictions": 0}
 
     def load(self) -> dict[str, Any]:
         """``loadSessionStore`` minus the cache: any read or parse error gives ``{}``."""
@@ -162,6 +162,7 @@ class OriginalStore:
                 self._write_lock_owner(fd)
                 return
             if time.time() - started_s > config.timeout_s:
+                self._counters["lock_timeouts"] += 1
                 raise LockTimeout(f"timeout acquiring session store lock: {self.lock_path}")
             if self._evict_if_stale():
                 continue
@@ -278,8 +279,10 @@ class OriginalContender(Contender):
     def teardown(self) -> None:
         """No process to stop; the runner removes the work directory."""
 
-    def measure_load(self, store_size: int, work_dir: Path) -> LoadResult:
+    def measure_load(self, store_size: int, work_dir: Path) -> LoadResult | None:
         """One cold parse in a fresh process: what every bot process pays to read the store."""
+        if self.read_outside_lock:
+            return None  # the same file and parser as "original"
         store_path = work_dir / STORE_RELATIVE_PATH
         write_store_file(store_path, dict(iter_store(store_size)))
         argv = [sys.executable, "-m", "bench.original_store", "measure-load", str(store_path)]

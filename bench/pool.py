@@ -95,7 +95,7 @@ class ClientPool:
                 failed[0].get()  # re-raises the worker's exception
             if time.monotonic() > deadline:
                 raise TimeoutError(f"client processes not ready after {timeout_s} s")
-            time.sleep(0.005)
+            time.sleep(POLL_S)
 
     def _release_and_drain(
         self, pending: Sequence[multiprocessing.pool.AsyncResult[WorkerResult]], timeout_s: float

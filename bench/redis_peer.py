@@ -316,6 +316,9 @@ class RedisContender(Contender):
             self._server.stop()
             self._server = None
 
+    def server_pids(self) -> list[int]:
+        return [] if self._server is None else [self._server.pid]
+
     def measure_load(self, store_size: int, work_dir: Path) -> LoadResult:
         """Fill, stop, restart on the AOF: time to serve again, RSS growth per entry."""
         server = RedisServer(work_dir, self.appendfsync)

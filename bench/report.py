@@ -21,7 +21,8 @@ from bench.workloads import WORKLOADS
 
 __all__ = ["format_tables", "results_json", "write_json"]
 
-SHOWN_EVENTS: Final = ("lost_updates", "watch_conflicts", "stale_evictions")
+ALWAYS_SHOWN_EVENTS: Final = ("lost_updates", "lock_timeouts")
+NONZERO_SHOWN_EVENTS: Final = ("watch_conflicts", "stale_evictions")
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -43,17 +44,26 @@ def ratios(results: RunResults, key: CellKey, baselines: Sequence[str]) -> dict[
     return found
 
 
-def _fmt(value: float, digits: int = 1) -> str:
+def _fmt(value: float) -> str:
     if math.isnan(value):
         return "-"
     if value >= 100_000:
         return f"{value:,.0f}"
-    return f"{value:,.{digits}f}"
+    return f"{value:,.1f}"
+
+
+def _fmt_ratio(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:,.0f}" if value >= 1000 else f"{value:.3g}"
 
 
 def _notes(cell: CellSummary) -> str:
     parts = [f"{name}={count}" for name, count in cell.errors.items()]
-    parts += [f"{name}={cell.events[name]}" for name in SHOWN_EVENTS if name in cell.events]
+    parts += [f"{name}={cell.events[name]}" for name in ALWAYS_SHOWN_EVENTS if name in cell.events]
+    parts += [
+        f"{name}={cell.events[name]}" for name in NONZERO_SHOWN_EVENTS if cell.events.get(name)
+    ]
     if cell.note:
         parts.append(cell.note)
     return " ".join(parts)
@@ -76,9 +86,15 @@ def format_tables(
 ) -> str:
     """The throughput/latency table, then the load table and any failures."""
     shown = [b for b in baselines if any(k.contender == b for k in results.cells)]
+    widths = [max(len(b), 6) for b in shown]
     header = f"{'size':>7} {'workload':<17} {'contender':<17} {'ops/s':>10} {'p50 us':>10}"
-    header += f" {'p99 us':>10}" + "".join(f" {'x' + b[:10]:>11}" for b in shown) + "  notes"
-    lines = [header, "-" * len(header)]
+    header += f" {'p99 us':>10}" + "".join(f" {b:>{w}}" for b, w in zip(shown, widths, strict=True))
+    header += "  notes"
+    lines = [
+        "ops/s: all counted clients together; ratio columns: ops/s / ops/s of that contender",
+        header,
+        "-" * len(header),
+    ]
     previous: tuple[int, str] | None = None
     for key in _ordered_keys(results, contender_order):
         if previous is not None and previous != (key.store_size, key.workload):
@@ -87,7 +103,8 @@ def format_tables(
         cell = results.cells[key]
         row_ratios = ratios(results, key, shown)
         ratio_text = "".join(
-            f" {_fmt(row_ratios[b]['ops_ratio'], 2) if b in row_ratios else '':>11}" for b in shown
+            f" {_fmt_ratio(row_ratios[b]['ops_ratio']) if b in row_ratios else '':>{w}}"
+            for b, w in zip(shown, widths, strict=True)
         )
         lines.append(
             f"{key.store_size:>7} {key.workload:<17} {key.contender:<17}"

@@ -12,6 +12,7 @@ error and the run goes on.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import statistics
 import sys
@@ -23,6 +24,7 @@ from typing import Any, Final
 
 from bench.contender import ClientFactory, Contender, LoadResult
 from bench.entries import COUNTER_FIELD, COUNTER_KEY
+from bench.placement import pin_process, placement_for
 from bench.pool import ClientPool
 from bench.stats import CellSummary, RepResult, WorkerResult, summarise_cell, summarise_rep
 from bench.workloads import WORKLOADS, WorkerTask, Workload
@@ -31,6 +33,7 @@ __all__ = ["CellKey", "LoadSummary", "RunConfig", "RunResults", "run_benchmarks"
 
 READY_TIMEOUT_S: Final = 180.0
 OVERRUN_ALLOWANCE_S: Final = 180.0
+LATE_WARNING_S: Final = 0.01
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class RunConfig:
     workloads: list[str]
     load_sizes: list[int]
     work_root: Path
+    cpu_policy: str = "auto"
+    all_cpus: frozenset[int] = field(default_factory=lambda: frozenset(os.sched_getaffinity(0)))
 
 
 @dataclass(frozen=True)
@@ -89,45 +94,95 @@ def _run_size(
     store_size: int,
     results: RunResults,
 ) -> None:
-    factories: dict[str, ClientFactory] = {}
-    reps: dict[CellKey, list[RepResult]] = {}
+    size_run = _SizeRun(config, pool, store_size, results)
     try:
         for contender in contenders:
-            factory = _setup(config, contender, store_size, results)
-            if factory is not None:
-                factories[contender.name] = factory
+            size_run.setup(contender)
         for repetition in range(config.repetitions):
-            for workload_name in config.workloads:
-                for contender in contenders:
-                    if contender.name in factories and workload_name in contender.workloads:
-                        key = CellKey(contender.name, workload_name, store_size)
-                        factory = factories[contender.name]
-                        rep = _run_rep(config, pool, factory, key, repetition, results)
-                        if rep is not None:
-                            reps.setdefault(key, []).append(rep)
+            size_run.run_round(contenders, repetition)
     finally:
         for contender in contenders:
             _teardown(contender)
-    for key, key_reps in reps.items():
-        results.cells[key] = summarise_cell(key_reps)
+    size_run.summarise(contenders)
 
 
-def _setup(
-    config: RunConfig, contender: Contender, store_size: int, results: RunResults
-) -> ClientFactory | None:
-    work_dir = config.work_root / f"{contender.name}-{store_size}"
-    shutil.rmtree(work_dir, ignore_errors=True)
-    work_dir.mkdir(parents=True)
-    started = time.perf_counter()
-    try:
-        factory = contender.setup(store_size, work_dir)
-    except Exception as exc:
-        results.failures[f"{contender.name}@{store_size}"] = f"setup: {exc!r}"
-        log(f"[{store_size}] {contender.name}: setup failed: {exc!r}")
-        _teardown(contender)
-        return None
-    log(f"[{store_size}] {contender.name}: ready in {time.perf_counter() - started:.1f} s")
-    return factory
+@dataclass
+class _SizeRun:
+    """The contenders set up for one store size and the repetitions measured on them."""
+
+    config: RunConfig
+    pool: ClientPool
+    store_size: int
+    results: RunResults
+    factories: dict[str, ClientFactory] = field(default_factory=dict)
+    contenders: dict[str, Contender] = field(default_factory=dict)
+    reps: dict[CellKey, list[RepResult]] = field(default_factory=dict)
+
+    def setup(self, contender: Contender) -> None:
+        work_dir = self.config.work_root / f"{contender.name}-{self.store_size}"
+        shutil.rmtree(work_dir, ignore_errors=True)
+        work_dir.mkdir(parents=True)
+        started = time.perf_counter()
+        try:
+            self.factories[contender.name] = contender.setup(self.store_size, work_dir)
+            self.contenders[contender.name] = contender
+        except Exception as exc:
+            self.results.failures[f"{contender.name}@{self.store_size}"] = f"setup: {exc!r}"
+            log(f"[{self.store_size}] {contender.name}: setup failed: {exc!r}")
+            _teardown(contender)
+            return
+        elapsed_s = time.perf_counter() - started
+        log(f"[{self.store_size}] {contender.name}: ready in {elapsed_s:.1f} s")
+
+    def cells(self, contenders: Sequence[Contender]) -> list[CellKey]:
+        return [
+            CellKey(contender.name, workload, self.store_size)
+            for workload in self.config.workloads
+            for contender in contenders
+            if contender.name in self.factories and workload in contender.workloads
+        ]
+
+    def run_round(self, contenders: Sequence[Contender], repetition: int) -> None:
+        """One repetition of every cell, workload by workload, contenders interleaved."""
+        for key in self.cells(contenders):
+            rep = self.run_rep(key, repetition)
+            if rep is not None:
+                self.reps.setdefault(key, []).append(rep)
+
+    def run_rep(self, key: CellKey, repetition: int) -> RepResult | None:
+        workload = WORKLOADS[key.workload]
+        where = placement_for(workload, self.config.cpu_policy, self.config.all_cpus)
+        server_pids = self.contenders[key.contender].server_pids()
+        try:
+            for pid in server_pids:
+                pin_process(pid, where.server_cpus)
+            rep = run_repetition(
+                self.pool,
+                self.factories[key.contender],
+                workload,
+                store_size=self.store_size,
+                duration_s=self.config.duration_s,
+                repetition=repetition,
+                client_cpus=where.client_cpus,
+            )
+        except Exception as exc:
+            self.results.failures[f"{key.contender}/{key.workload}@{key.store_size}"] = repr(exc)
+            log(f"[{key.store_size}] rep {repetition + 1} {key.workload} {key.contender}: {exc!r}")
+            return None
+        finally:
+            for pid in server_pids:
+                pin_process(pid, self.config.all_cpus)
+        errors = f" errors={rep.errors}" if rep.errors else ""
+        log(
+            f"[{key.store_size}] rep {repetition + 1} {key.workload:<17} {key.contender:<16}"
+            f" {rep.ops_per_s:>10.1f} ops/s  p99 {rep.p99_us:>10.1f} us{errors}"
+        )
+        return rep
+
+    def summarise(self, contenders: Sequence[Contender]) -> None:
+        for key in self.cells(contenders):
+            if key in self.reps:
+                self.results.cells[key] = summarise_cell(self.reps[key])
 
 
 def _teardown(contender: Contender) -> None:
@@ -137,36 +192,15 @@ def _teardown(contender: Contender) -> None:
         log(f"{contender.name}: teardown failed: {exc!r}")
 
 
-def _run_rep(  # noqa: PLR0917
-    config: RunConfig,
-    pool: ClientPool,
-    factory: ClientFactory,
-    key: CellKey,
-    repetition: int,
-    results: RunResults,
-) -> RepResult | None:
-    workload = WORKLOADS[key.workload]
-    try:
-        rep = run_repetition(pool, factory, workload, key.store_size, config.duration_s, repetition)
-    except Exception as exc:
-        results.failures[f"{key.contender}/{key.workload}@{key.store_size}"] = repr(exc)
-        log(f"[{key.store_size}] rep {repetition + 1} {key.workload} {key.contender}: {exc!r}")
-        return None
-    errors = f" errors={rep.errors}" if rep.errors else ""
-    log(
-        f"[{key.store_size}] rep {repetition + 1} {key.workload:<17} {key.contender:<16}"
-        f" {rep.ops_per_s:>10.1f} ops/s  p99 {rep.p99_us:>10.1f} us{errors}"
-    )
-    return rep
-
-
-def run_repetition(  # noqa: PLR0917
+def run_repetition(
     pool: ClientPool,
     factory: ClientFactory,
     workload: Workload,
+    *,
     store_size: int,
     duration_s: float,
     repetition: int,
+    client_cpus: frozenset[int] | None = None,
 ) -> RepResult:
     """One repetition of one cell (the lost-update check wraps the counter workload)."""
     tasks = [
@@ -179,12 +213,16 @@ def run_repetition(  # noqa: PLR0917
             duration_s=duration_s,
             seed=1000 * repetition + index,
             counted=index < workload.processes,
+            cpus=client_cpus,
         )
         for index in range(workload.task_count)
     ]
     if workload.op == "counter":
         _reset_counter(factory)
     workers = pool.run(tasks, timeout_s=READY_TIMEOUT_S + duration_s + OVERRUN_ALLOWANCE_S)
+    late_s = max(worker.late_start_s for worker in workers)
+    if late_s > LATE_WARNING_S:
+        log(f"warning: a client process started {late_s * 1000:.0f} ms late")
     extra = _lost_updates(factory, workers) if workload.op == "counter" else {}
     return summarise_rep(workers, extra)
 
@@ -262,4 +300,6 @@ def describe_config(config: RunConfig) -> dict[str, Any]:
         "repetitions": config.repetitions,
         "workloads": config.workloads,
         "load_sizes": config.load_sizes,
+        "cpu_policy": config.cpu_policy,
+        "cpus": sorted(config.all_cpus),
     }

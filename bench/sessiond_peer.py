@@ -219,6 +219,9 @@ class SessiondContender(Contender):
             self._daemon.stop(timeout_s=60.0)
             self._daemon = None
 
+    def server_pids(self) -> list[int]:
+        return [] if self._daemon is None else [self._daemon.pid]
+
     def measure_load(self, store_size: int, work_dir: Path) -> LoadResult:
         """Daemon start to first answered get (lazy load included); RSS growth per entry."""
         write_store_file(work_dir / "state" / STORE_RELATIVE_PATH, dict(iter_store(store_size)))

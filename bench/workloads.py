@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import time
 from array import array
 from collections.abc import Awaitable, Callable, Coroutine
@@ -36,7 +37,7 @@ __all__ = [
 KEY_POOL_SIZE: Final = 4096
 PATCH_POOL_SIZE: Final = 256
 WARM_UP_OPS: Final = 30
-WARM_UP_S: Final = 0.2
+WARM_UP_S: Final = 0.1
 MAX_CONSECUTIVE_ERRORS: Final = 200
 
 
@@ -97,6 +98,8 @@ class WorkerTask:
     duration_s: float
     seed: int
     counted: bool
+    cpus: frozenset[int] | None = None
+    """CPUs this client process runs on (``bench.placement``); None leaves it as it is."""
 
 
 class StartGate(Protocol):
@@ -114,6 +117,8 @@ def increment_counter(entry: dict[str, Any]) -> dict[str, Any]:
 
 def run_worker(task: WorkerTask, gate: StartGate) -> WorkerResult:
     """Run this process's share of one repetition and return what it measured."""
+    if task.cpus is not None:
+        os.sched_setaffinity(0, task.cpus)
     if task.in_flight > 1:
         return _run_coroutine(_run_async(task, gate))
     ops = task.factory.open_sync()

@@ -21,12 +21,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sessiond_client import Client, DaemonUnavailableError, RetryPolicy, SessiondError
-
 from sessiond import __version__
 from sessiond.config import Config, ConfigError, build_config, load_config_file
 from sessiond.storecheck import check_store_file
 from sessiond.systemd import SocketActivationError
+from sessiond_client import Client, DaemonUnavailableError, RetryPolicy, SessiondError
 
 __all__ = ["main"]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+
 from sessiond_client.locations import default_socket_path, default_state_dir
 from sessiond_client.protocol import DEFAULT_MAX_FRAME_BYTES
 

@@ -13,6 +13,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import msgspec
+
+from sessiond import __version__
+from sessiond.config import Config
+from sessiond.entries import StoredEntry
+from sessiond.listing import ListFilter, decode_cursor, select_page
+from sessiond.resolve import ResolveOptions, resolve_session
+from sessiond.store import SessionStore
 from sessiond_client.entry import validate_entry_fields
 from sessiond_client.errors import InvalidRequestError
 from sessiond_client.keys import (
@@ -40,13 +47,6 @@ from sessiond_client.protocol import (
     UpdateLastRouteRequest,
     UpdateRequest,
 )
-
-from sessiond import __version__
-from sessiond.config import Config
-from sessiond.entries import StoredEntry
-from sessiond.listing import ListFilter, decode_cursor, select_page
-from sessiond.resolve import ResolveOptions, resolve_session
-from sessiond.store import SessionStore
 
 __all__ = ["Dispatcher", "StoreAccess", "agents_of"]
 

@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import msgspec
-from sessiond_client.errors import InvalidRequestError
 
 from sessiond.entries import StoredEntry
+from sessiond_client.errors import InvalidRequestError
 
 __all__ = ["ListFilter", "decode_cursor", "encode_cursor", "select_page"]
 

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from sessiond_client.errors import UnavailableError
 
 from sessiond.config import PersistenceConfig
 from sessiond.entries import StoredEntry, entry_from_json
@@ -56,6 +55,7 @@ from sessiond.storefiles import (
     remove_leftover_temp_files,
     write_atomically,
 )
+from sessiond_client.errors import UnavailableError
 
 __all__ = ["PersistenceStats", "StorePersistence", "StoreQuarantinedError"]
 
@@ -136,6 +136,14 @@ class StorePersistence:
     def _open_files(self) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.lock_fd = lock_store_directory(self.path.parent)
+        try:
+            self._load_files()
+        except BaseException:
+            os.close(self.lock_fd)
+            self.lock_fd = None
+            raise
+
+    def _load_files(self) -> None:
         for leftover in remove_leftover_temp_files(self.path):
             log.info("removed leftover temp file %s", leftover)
         data = read_bytes_if_exists(self.path)
@@ -224,10 +232,15 @@ class StorePersistence:
             self.pending += encode_record(key, None if entry is None else entry.json_bytes)
             if not self.append_scheduled:
                 self.append_scheduled = True
-                asyncio.get_running_loop().call_soon(self._append_pending)
+                asyncio.get_running_loop().call_soon(self.append_pending)
 
-    def _append_pending(self) -> None:
-        # One write() per loop tick for every change made in that tick.
+    def append_pending(self) -> None:
+        """Write the journal records of changes made so far (one ``write()`` for all).
+
+        Runs at the end of the loop tick that made the changes, and earlier when the
+        server is about to send replies, so a write is never acknowledged before its
+        record reached the kernel (a kill -9 then cannot lose it).
+        """
         self.append_scheduled = False
         if not self.journal_ok or not self.pending:
             return
@@ -273,7 +286,7 @@ class StorePersistence:
         """Write a snapshot covering every change accepted so far (the ``flush`` op)."""
         if self.mode == "memory":
             return
-        self._append_pending()
+        self.append_pending()
         if self.accepted_seq <= self.snapshot_seq:
             return
         await self._wait(self.accepted_seq, needs_snapshot=True)
@@ -338,7 +351,7 @@ class StorePersistence:
             await self._sync_once()
 
     async def _sync_once(self) -> None:
-        self._append_pending()
+        self.append_pending()
         target = self.appended_seq
         async with self.segment_lock:
             segments = [segment for segment in self.segments if not segment.closed]
@@ -381,7 +394,7 @@ class StorePersistence:
         seq, dirty_since = self.accepted_seq, self.first_dirty_at
         self.first_dirty_at, self.force_snapshot = None, False
         if self.mode == "journal":
-            self._append_pending()
+            self.append_pending()
             self._start_segment()
         started = time.monotonic()
         try:
@@ -454,7 +467,7 @@ class StorePersistence:
         if self.mode != "memory" and self.accepted_seq > self.snapshot_seq:
             ok = await self.snapshot_once()
         if not ok and self.journal_ok:
-            self._append_pending()
+            self.append_pending()
             with contextlib.suppress(OSError):
                 for segment in self.segments:
                     segment.fsync()

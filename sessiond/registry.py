@@ -9,7 +9,8 @@ template's directory is refused with ``forbidden``. Several agents whose templat
 Stores found on disk are loaded at start-up, before the daemon reports ready; an agent
 seen for the first time later is loaded on first use (concurrent first uses share one
 load). A store that cannot be opened (another daemon holds it, corrupt under
-``on_corrupt = "refuse"``, an I/O error) answers its requests with ``unavailable``.
+``on_corrupt = "refuse"``, an I/O error) answers its requests with ``unavailable`` and
+is tried again on use every :data:`RETRY_FAILED_LOAD_S`, so repairing the file is enough.
 """
 
 from __future__ import annotations
@@ -19,22 +20,25 @@ import glob
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
-
-from sessiond_client.errors import ForbiddenError, UnavailableError
-from sessiond_client.keys import normalize_agent_id
 
 from sessiond.config import Config
 from sessiond.persistence import StorePersistence, StoreQuarantinedError
 from sessiond.store import SessionStore
 from sessiond.storefiles import StoreLockedError
+from sessiond_client.errors import ForbiddenError, UnavailableError
+from sessiond_client.keys import normalize_agent_id
 
 __all__ = ["StoreRegistry"]
 
 log = logging.getLogger("sessiond.registry")
 AGENT_PLACEHOLDER = "{agentId}"
+RETRY_FAILED_LOAD_S = 5.0
+"""A store that failed to open is tried again on use, at most this often (so a repaired
+file is picked up without a restart, and a broken one is not re-read per request)."""
 
 
 class _Slot:
@@ -64,6 +68,7 @@ class StoreRegistry:
         self.by_path: dict[Path, _Slot] = {}
         self.loading: dict[Path, asyncio.Task[_Slot]] = {}
         self.unavailable: dict[str, str] = {}
+        self.failed_at: dict[str, float] = {}
 
     def store_path_for(self, agent_id: str) -> Path:
         path = Path(os.path.normpath(self.template.replace(AGENT_PLACEHOLDER, agent_id)))
@@ -99,6 +104,10 @@ class StoreRegistry:
         """Load the store of ``agent_id`` (once; concurrent callers share the load)."""
         if agent_id in self.by_agent:
             return
+        failed_at = self.failed_at.get(agent_id)
+        if failed_at is not None and time.monotonic() - failed_at < RETRY_FAILED_LOAD_S:
+            reason = self.unavailable[agent_id]
+            raise UnavailableError(f"store of agent {agent_id!r} is unavailable: {reason}")
         path = self.store_path_for(agent_id)
         slot = self.by_path.get(path)
         if slot is None:
@@ -110,11 +119,14 @@ class StoreRegistry:
                 slot = await asyncio.shield(task)
             except (OSError, StoreQuarantinedError) as error:
                 self.unavailable[agent_id] = str(error)
+                self.failed_at[agent_id] = time.monotonic()
                 raise UnavailableError(
                     f"store of agent {agent_id!r} is unavailable: {error}"
                 ) from error
             finally:
                 self.loading.pop(path, None)
+        self.unavailable.pop(agent_id, None)
+        self.failed_at.pop(agent_id, None)
         self.by_agent[agent_id] = slot
 
     async def _open(self, agent_id: str, path: Path) -> _Slot:
@@ -163,6 +175,12 @@ class StoreRegistry:
             return [slot.persistence for slot in self.by_path.values()]
         slot = self.by_agent.get(normalize_agent_id(agent_id))
         return [] if slot is None else [slot.persistence]
+
+    def append_journals(self) -> None:
+        """Push every store's pending journal records to the kernel (before replying)."""
+        for slot in self.by_path.values():
+            if slot.persistence.pending:
+                slot.persistence.append_pending()
 
     async def wait_durable(self, agent_ids: Iterable[str]) -> None:
         for agent_id in agent_ids:

@@ -26,6 +26,10 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+
+from sessiond.config import AgentSessionConfig
+from sessiond.entries import encode_entry
+from sessiond.store import SessionStore
 from sessiond_client.jscompat import js_lower, js_to_string, js_trim
 from sessiond_client.keys import (
     DEFAULT_IDLE_MINUTES,
@@ -36,10 +40,6 @@ from sessiond_client.keys import (
     resolve_session_key,
 )
 from sessiond_client.protocol import ResolveRequest, ResolveResult
-
-from sessiond.config import AgentSessionConfig
-from sessiond.entries import encode_entry
-from sessiond.store import SessionStore
 
 __all__ = ["PER_SESSION_FIELDS", "ResolveOptions", "detect_reset", "resolve_session"]
 

@@ -23,6 +23,12 @@ from collections import Counter
 from typing import Any, cast
 
 import msgspec
+
+from sessiond.access import AccessPolicy
+from sessiond.config import Limits
+from sessiond.dispatch import Dispatcher, agents_of
+from sessiond.peercred import peer_credentials
+from sessiond.registry import StoreRegistry
 from sessiond_client.errors import (
     BusyError,
     ForbiddenError,
@@ -45,12 +51,6 @@ from sessiond_client.protocol import (
     Request,
     RequestEnvelope,
 )
-
-from sessiond.access import AccessPolicy
-from sessiond.config import Limits
-from sessiond.dispatch import Dispatcher, agents_of
-from sessiond.peercred import peer_credentials
-from sessiond.registry import StoreRegistry
 
 __all__ = ["Connection", "Server"]
 
@@ -273,6 +273,7 @@ class Connection(asyncio.Protocol):
             self.handle_payload(payload)
         outbox, self.outbox = self.outbox, None
         if outbox and self.transport is not None:
+            self.server.registry.append_journals()
             self.transport.write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
         self.partial_since = (
             (self.partial_since or self.last_activity) if self.decoder.buffered_bytes else None
@@ -282,6 +283,7 @@ class Connection(asyncio.Protocol):
         if self.outbox is not None:
             self.outbox.append(frame)
         elif self.transport is not None and not self.transport.is_closing():
+            self.server.registry.append_journals()
             self.transport.write(frame)
             self.last_activity = time.monotonic()
 

@@ -17,11 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from sessiond.entries import StoredEntry, encode_entry
 from sessiond_client.errors import ConflictError, InvalidRequestError
 from sessiond_client.jscompat import UNDEFINED, js_trim
 from sessiond_client.merge import merge_session_entry, strip_undefined
-
-from sessiond.entries import StoredEntry, encode_entry
 
 __all__ = ["ChangeListener", "SessionStore"]
 

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from sessiond_client.entry import validate_entry_fields
 
 from sessiond.entries import StoredEntry
 from sessiond.journal import ReplayReport, list_segments, read_records
 from sessiond.snapshot import CorruptStoreError, parse_store
+from sessiond_client.entry import validate_entry_fields
 
 __all__ = ["StoreCheckReport", "check_store_file"]
 

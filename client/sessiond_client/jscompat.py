@@ -45,7 +45,6 @@ __all__ = [
     "js_to_string",
     "js_trim",
     "js_truthy",
-    "js_typeof",
 ]
 
 
@@ -111,24 +110,13 @@ def js_truthy(value: object) -> bool:
         return False
     if isinstance(value, bool):
         return value
-    if isinstance(value, int | float):
-        return value == value and value != 0  # NaN is falsy
+    if isinstance(value, float):
+        return value != 0 and not math.isnan(value)
+    if isinstance(value, int):
+        return value != 0
     if isinstance(value, str):
         return value != ""
     return True
-
-
-def js_typeof(value: object) -> str:
-    """JS ``typeof`` for the JSON-shaped values this package handles."""
-    if value is UNDEFINED:
-        return "undefined"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "object"
 
 
 def js_get(obj: object, key: str) -> object:
@@ -236,7 +224,7 @@ def js_to_string(value: object) -> str:
 def js_number_to_string(number: float) -> str:
     """``Number#toString()``: ``1e21`` → ``"1e+21"``, ``-0`` → ``"0"``, ``3.0`` → ``"3"``."""
     value = _to_double(number)
-    if value != value:
+    if math.isnan(value):
         return "NaN"
     if math.isinf(value):
         return "Infinity" if value > 0 else "-Infinity"
@@ -255,7 +243,7 @@ def _to_double(number: float) -> float:
 
 
 def _shortest_digits(value: float) -> tuple[str, int]:
-    """Shortest round-trip digits ``d`` and ``n`` with ``value == 0.d × 10**n``."""
+    """Shortest round-trip digits ``d`` and ``n`` with ``value == 0.d * 10**n``."""
     mantissa, _, exponent = repr(value).partition("e")
     whole, _, fraction = mantissa.partition(".")
     # value == int(whole + fraction) * 10**(exponent - len(fraction))
@@ -313,7 +301,7 @@ def js_math_max(*values: object) -> float:
     seen_nan = False
     for value in values:
         number = js_to_number(value)
-        if number != number:
+        if math.isnan(number):
             seen_nan = True
         elif number > best or (number == best == 0 and math.copysign(1.0, best) < 0):
             best = number
@@ -326,9 +314,9 @@ def js_number_to_python(number: float) -> int | float:
     Keeps JSON output identical to ``JSON.stringify`` (no ``1700000000000.0``);
     ``-0``, fractions, non-finite and unsafe magnitudes stay ``float``.
     """
-    if number.is_integer() and abs(number) <= _MAX_SAFE_INTEGER:
-        if number != 0 or math.copysign(1.0, number) > 0:
-            return int(number)
+    negative_zero = number == 0 and math.copysign(1.0, number) < 0
+    if number.is_integer() and abs(number) <= _MAX_SAFE_INTEGER and not negative_zero:
+        return int(number)
     return number
 
 

@@ -84,7 +84,8 @@ def _max_updated_at(old: object, new: object, now_ms: int) -> int | float:
 
 
 def _has_digit_key(obj: dict[str, object]) -> bool:
-    return any(key[:1].isdigit() for key in obj)
+    # min() runs in C; only a key sorting before ":" can start with a digit
+    return bool(obj) and min(obj) < ":" and any(key[:1].isdigit() for key in obj)
 
 
 def _merge_js_values(

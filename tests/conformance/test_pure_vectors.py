@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from itertools import count
-from typing import Final
+from typing import Final, TypedDict
 
 import pytest
 
 from sessiond_client import keys, merge, paths
 from sessiond_client.jscompat import UNDEFINED, js_get, js_optional_get
+
 from .vectorfile import (
     CONFORMANCE_FN_PROPERTY,
     FILE_BASED_FNS,
@@ -33,6 +34,12 @@ RECORDED_NOW_MS: Final = 1_700_000_000_000
 Adapter = Callable[[Vector], object]
 
 
+class ProcessKwargs(TypedDict):
+    env: Mapping[str, object]
+    home: str
+    cwd: str
+
+
 class _Process:
     """The environment a vector was recorded in, as the port's keyword arguments."""
 
@@ -42,7 +49,7 @@ class _Process:
         self.cwd = recorded.pop("cwd", RECORDED_CWD)
         self.env: Mapping[str, object] = recorded
 
-    def kwargs(self) -> dict[str, object]:
+    def kwargs(self) -> ProcessKwargs:
         return {"env": self.env, "home": self.home, "cwd": self.cwd}
 
     def env_argument(self, value: object) -> Mapping[str, object]:
@@ -102,24 +109,30 @@ def _resolve_agent_main_session_key(v: Vector) -> object:
 
 def _resolve_store_path(v: Vector) -> object:
     agent_id = js_optional_get(v.arg(1), "agentId")
-    return paths.resolve_store_path(v.arg(0), agent_id=agent_id, **_Process(v).kwargs())  # type: ignore[arg-type]
+    return paths.resolve_store_path(v.arg(0), agent_id=agent_id, **_Process(v).kwargs())
 
 
 def _resolve_session_transcript_path(v: Vector) -> object:
     return paths.resolve_session_transcript_path(
-        v.arg(0), v.arg(1), v.arg(2), **_Process(v).kwargs()  # type: ignore[arg-type]
+        v.arg(0),
+        v.arg(1),
+        v.arg(2),
+        **_Process(v).kwargs(),
     )
 
 
 def _resolve_session_file_path(v: Vector) -> object:
     agent_id = js_optional_get(v.arg(2), "agentId")
     return paths.resolve_session_file_path(
-        v.arg(0), v.arg(1), agent_id=agent_id, **_Process(v).kwargs()  # type: ignore[arg-type]
+        v.arg(0),
+        v.arg(1),
+        agent_id=agent_id,
+        **_Process(v).kwargs(),
     )
 
 
 def _resolve_default_session_store_path(v: Vector) -> object:
-    return paths.resolve_default_session_store_path(v.arg(0), **_Process(v).kwargs())  # type: ignore[arg-type]
+    return paths.resolve_default_session_store_path(v.arg(0), **_Process(v).kwargs())
 
 
 def _resolve_session_transcripts_dir(v: Vector) -> object:
@@ -192,10 +205,9 @@ def test_pure_vector(vector: Vector, record_property: Callable[[str, object], No
     if adapter is None:
         pytest.fail(f"no port registered for original function {vector.fn!r}")
     if vector.throws is not None:
-        with pytest.raises(Exception):  # noqa: B017, PT011 - the original threw; wording is engine-specific
+        with pytest.raises(Exception):  # noqa: B017 - the original threw; wording is engine-specific
             result = adapter(vector)
             pytest.fail(f"expected a raise ({vector.throws}), got {result!r}")
         return
     difference = first_difference(adapter(vector), vector.result, check_order=True)
     assert difference is None, f"{vector.test_id} args={vector.args!r}: {difference}"
-

@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, TypeGuard
 
 from sessiond_client.jscompat import UNDEFINED
 
@@ -77,7 +77,7 @@ class Vector:
     now: int | None = None
     setup: dict[str, object] | None = None
     note: str | None = None
-    raw: dict[str, object] = field(default_factory=dict, repr=False)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def arg(self, index: int) -> object:
         """The ``index``-th argument, UNDEFINED when fewer were passed."""
@@ -114,11 +114,11 @@ def _pointer_parts(pointer: str) -> list[str]:
     return [part.replace("~1", "/").replace("~0", "~") for part in pointer[1:].split("/")]
 
 
-def _mark_undefined(root: dict[str, object], pointer: str) -> None:
+def _mark_undefined(root: dict[str, Any], pointer: str) -> None:
     *parents, last = _pointer_parts(pointer)
-    node: object = root
+    node: Any = root
     for part in parents:
-        node = node[int(part)] if isinstance(node, list) else node[part]  # type: ignore[index]
+        node = node[int(part)] if isinstance(node, list) else node[part]
     if isinstance(node, list):
         node[int(last)] = UNDEFINED
     elif isinstance(node, dict):
@@ -127,10 +127,9 @@ def _mark_undefined(root: dict[str, object], pointer: str) -> None:
         raise ValueError(f"undef pointer {pointer!r} does not name a container slot")
 
 
-def _decode_record(record: dict[str, object]) -> Vector:
-    decoded = decode_js_value(record)
-    assert isinstance(decoded, dict)
-    for pointer in record.get("undef") or []:  # type: ignore[attr-defined]
+def _decode_record(record: dict[str, Any]) -> Vector:
+    decoded: Any = decode_js_value(record)
+    for pointer in record.get("undef") or []:
         _mark_undefined(decoded, str(pointer))
     args = decoded.get("args", [])
     return Vector(
@@ -138,17 +137,17 @@ def _decode_record(record: dict[str, object]) -> Vector:
         fn=str(record["fn"]),
         args=args if isinstance(args, list) else [args],
         result=decoded.get("result"),
-        throws=record.get("throws"),  # type: ignore[arg-type]
-        error_name=record.get("errorName"),  # type: ignore[arg-type]
-        env=record.get("env"),  # type: ignore[arg-type]
-        now=record.get("now"),  # type: ignore[arg-type]
-        setup=decoded.get("setup"),  # type: ignore[arg-type]
-        note=record.get("note"),  # type: ignore[arg-type]
+        throws=record.get("throws"),
+        error_name=record.get("errorName"),
+        env=record.get("env"),
+        now=record.get("now"),
+        setup=decoded.get("setup"),
+        note=record.get("note"),
         raw=record,
     )
 
 
-def _read_records(path: Path) -> Iterator[dict[str, object]]:
+def _read_records(path: Path) -> Iterator[dict[str, Any]]:
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
             if line.strip():
@@ -180,12 +179,12 @@ def _as_double(value: int | float) -> float:
 
 def _same_number(actual: int | float, expected: int | float) -> bool:
     a, b = _as_double(actual), _as_double(expected)
-    if a != a or b != b:
-        return a != a and b != b
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
     return a == b and (a != 0 or math.copysign(1.0, a) == math.copysign(1.0, b))
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -199,7 +198,9 @@ def _dict_difference(
     if check_order and list(actual) != list(expected):
         return f"{where or '/'}: key order {list(actual)} != {list(expected)}"
     for key, value in expected.items():
-        found = first_difference(actual[key], value, check_order=check_order, where=f"{where}/{key}")
+        found = first_difference(
+            actual[key], value, check_order=check_order, where=f"{where}/{key}"
+        )
         if found:
             return found
     return None
@@ -211,7 +212,7 @@ def first_difference(
     """Where ``actual`` and ``expected`` differ as JS values, or None if they match."""
     mismatch = f"{where or '/'}: {actual!r} != {expected!r}"
     if _is_number(actual) and _is_number(expected):
-        return None if _same_number(actual, expected) else mismatch  # type: ignore[arg-type]
+        return None if _same_number(actual, expected) else mismatch
     if isinstance(expected, list) and isinstance(actual, list):
         if len(actual) != len(expected):
             return f"{where or '/'}: length {len(actual)} != {len(expected)}"

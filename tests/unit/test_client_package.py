@@ -1,0 +1,113 @@
+"""Unit tests for the sessiond_client package surface: ``__all__`` and its dependencies.
+
+Pure: the package's sources are parsed with :mod:`ast`; nothing is run in a subprocess.
+DESIGN.md §1: ``sessiond`` imports ``sessiond_client``, never the reverse, and the client
+depends on msgspec alone.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import sessiond_client
+
+PACKAGE_DIR = Path(sessiond_client.__file__).parent
+INIT_SOURCE = PACKAGE_DIR / "__init__.py"
+ALLOWED_THIRD_PARTY = {"msgspec"}
+
+
+def client_sources() -> list[Path]:
+    sources = sorted(PACKAGE_DIR.rglob("*.py"))
+    assert INIT_SOURCE in sources
+    return sources
+
+
+def imported_top_level_modules(path: Path) -> set[str]:
+    """Top-level names of every absolute import in a file (relative ones stay inside)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    modules: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules.add(node.module.split(".")[0])
+    return modules
+
+
+def names_bound_by_init() -> set[str]:
+    """Public names the package's ``__init__`` imports or defines at top level."""
+    tree = ast.parse(INIT_SOURCE.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            names.update(alias.asname or alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return {name for name in names if not name.startswith("_")}
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    assert sorted(sessiond_client.__all__) == sorted(set(sessiond_client.__all__)), "duplicates"
+    assert set(sessiond_client.__all__) == names_bound_by_init()
+
+
+def test_every_name_in_all_resolves() -> None:
+    for name in sessiond_client.__all__:
+        assert getattr(sessiond_client, name) is not None, name
+
+
+def test_the_documented_entry_points_are_exported() -> None:
+    # DESIGN.md §8: both clients, typed results, the error tree.
+    for name in (
+        "AsyncClient",
+        "Client",
+        "SessionEntry",
+        "Session",
+        "Resolution",
+        "SessiondError",
+        "ServerError",
+        "TransportError",
+        "ProtocolError",
+    ):
+        assert name in sessiond_client.__all__
+
+
+def test_the_client_never_imports_the_daemon_package() -> None:
+    offenders = {
+        str(path.relative_to(PACKAGE_DIR)): "sessiond"
+        for path in client_sources()
+        if "sessiond" in imported_top_level_modules(path)
+    }
+    assert offenders == {}
+
+
+def test_the_client_depends_on_msgspec_and_the_standard_library_only() -> None:
+    allowed = set(sys.stdlib_module_names) | ALLOWED_THIRD_PARTY | {"sessiond_client"}
+    foreign = {
+        str(path.relative_to(PACKAGE_DIR)): sorted(imported_top_level_modules(path) - allowed)
+        for path in client_sources()
+    }
+    assert {name: mods for name, mods in foreign.items() if mods} == {}
+
+
+def test_the_import_scanner_sees_what_it_must(tmp_path: Path) -> None:
+    # Guard against a scanner that finds nothing: it must catch the forbidden shapes.
+    source = tmp_path / "probe.py"
+    source.write_text(
+        "import sessiond\n"
+        "import sessiond.store as store\n"
+        "from sessiond.entries import encode_entry\n"
+        "from . import sibling\n"
+        "def f():\n"
+        "    import json5\n",
+        encoding="utf-8",
+    )
+    assert imported_top_level_modules(source) == {"sessiond", "json5"}
