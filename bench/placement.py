@@ -3,17 +3,19 @@
 Why: on this kind of machine (2 vCPUs of a VM) one request/reply round trip between two
 processes costs ~13 us when both run on the same CPU and ~50 us when they run on different
 CPUs (the wake-up crosses vCPUs). Unpinned, the scheduler picks one or the other from run to
-run, so sequential numbers jump by 3-4x between repetitions. The ``auto`` policy fixes the
-placement per workload, identically for every contender:
+run, so single-client numbers jump by 3-4x between repetitions. Measured with the floor and
+Redis, 64 pipelined requests are also faster on one CPU (floor 210k/s same CPU, 150k/s split,
+unpinned flips between the two). The ``auto`` policy fixes the placement per workload,
+identically for every contender:
 
-- one sequential client (``get_seq``, ``patch_seq``): server and client on the same CPU, so
-  the number measures the software, not the cross-CPU wake-up;
-- one pipelined client (``*_async64``): server on the first CPU, client on the second, so
-  both work in parallel as they would on an otherwise idle host;
+- one client process (``get_seq``, ``patch_seq``, ``*_async64``): the server's process and
+  the client on the first CPU, so the number measures the software, not the wake-up;
 - several client processes: no pinning at all (the scheduler spreads them, as in real use).
 
-``none`` never pins. Every server process's threads are pinned (Redis and sessiond may run
-helper threads), and pinning is undone before the next cell.
+Caveat: every thread of the server process is pinned, including helper threads (Redis's
+fsync thread, a flusher thread of sessiond); threads created later inherit the pinning from
+their creator. ``--cpu-policy none`` never pins, for comparison. Pinning is undone after
+each cell.
 """
 
 from __future__ import annotations
@@ -44,9 +46,7 @@ def placement_for(workload: Workload, policy: str, all_cpus: frozenset[int]) -> 
     cpus = sorted(all_cpus)
     if policy == "none" or len(cpus) < 2 or workload.task_count > 1:
         return Placement(all_cpus, all_cpus, "any")
-    first, second = frozenset(cpus[:1]), frozenset(cpus[1:2])
-    if workload.in_flight > 1:
-        return Placement(first, second, "split")
+    first = frozenset(cpus[:1])
     return Placement(first, first, "same")
 
 

@@ -6,8 +6,9 @@ Written against the announced API (adjust here when it settles):
   script when installed, else ``python -m sessiond``), ready when the socket accepts; stores
   load lazily, so ``setup`` issues one ``get`` before any timed window;
 - clients: ``from sessiond_client import Client, AsyncClient``; ``Client(socket_path)`` is a
-  context manager with ``get(key) -> Session | None`` (``.entry.to_dict()``, ``.revision``),
-  ``patch(key, patch, durable=False) -> Session`` and ``update_with(key, fn)``;
+  context manager with ``get(key) -> Session | None`` (``.data`` the stored object,
+  ``.entry`` its typed view, ``.revision``), ``patch(key, patch, durable=False) -> Session``
+  and ``update_with(key, fn)`` where ``fn`` gets the ``Session``;
   ``AsyncClient`` has the same methods as coroutines.
 
 ``get``/``patch`` return the client's typed ``Session`` unconverted: decoding into it is part
@@ -91,8 +92,8 @@ def unavailable_reason() -> str | None:
     """Why sessiond cannot be benchmarked in this checkout, or None when it can."""
     try:
         client = _client_module()
-    except ImportError as exc:
-        return f"sessiond_client not importable: {exc}"
+    except Exception as exc:  # a half-edited checkout raises anything at import time
+        return f"sessiond_client not importable: {exc!r}"
     missing = [name for name in ("Client", "AsyncClient") if not hasattr(client, name)]
     if missing:
         return f"sessiond_client has no {', '.join(missing)} yet"
@@ -101,8 +102,12 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def _entry_dict(entry: Any) -> dict[str, Any]:
-    converted: dict[str, Any] = entry.to_dict() if hasattr(entry, "to_dict") else dict(entry)
+def _session_dict(session: Any) -> dict[str, Any]:
+    """The stored JSON object of a ``Session`` (``.data``; else the typed view's dict)."""
+    data = getattr(session, "data", None)
+    if isinstance(data, dict):
+        return data
+    converted: dict[str, Any] = session.entry.to_dict()
     return converted
 
 
@@ -121,11 +126,11 @@ class SessiondOps:
         return self._client.patch(key, patch, durable=self._durable)
 
     def update_with(self, key: str, fn: PatchFn) -> object:
-        return self._client.update_with(key, lambda entry: fn(_entry_dict(entry)))
+        return self._client.update_with(key, lambda session: fn(_session_dict(session)))
 
     def read_entry(self, key: str) -> dict[str, Any] | None:
         session = self._client.get(key)
-        return None if session is None else _entry_dict(session.entry)
+        return None if session is None else _session_dict(session)
 
     def counters(self) -> dict[str, int]:
         return {}

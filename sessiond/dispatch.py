@@ -16,12 +16,13 @@ import msgspec
 
 from sessiond import __version__
 from sessiond.config import Config
+from sessiond.dedup import RememberedWrite
 from sessiond.entries import StoredEntry
 from sessiond.listing import ListFilter, decode_cursor, select_page
 from sessiond.resolve import ResolveOptions, resolve_session
 from sessiond.store import SessionStore
 from sessiond_client.entry import validate_entry_fields
-from sessiond_client.errors import InvalidRequestError
+from sessiond_client.errors import ConflictError, InvalidRequestError
 from sessiond_client.keys import (
     DEFAULT_AGENT_ID,
     normalize_agent_id,
@@ -43,14 +44,17 @@ from sessiond_client.protocol import (
     ReplaceRequest,
     Request,
     ResolveRequest,
+    ResolveResult,
     StatsRequest,
     UpdateLastRouteRequest,
     UpdateRequest,
+    WriteRequestBase,
 )
 
 __all__ = ["Dispatcher", "StoreAccess", "agents_of"]
 
 MAX_FIELD_NAME_CHARS = 256
+MAX_TOKEN_CHARS = 128
 DEFAULT_LIST_LIMIT = 100
 
 
@@ -95,6 +99,33 @@ def _entry_result(key: str, entry: StoredEntry) -> EntryResult:
     return EntryResult(key, entry.value(), entry.revision)
 
 
+def replayed_result(
+    request: WriteRequestBase, store: SessionStore, remembered: RememberedWrite
+) -> Any:
+    """The reply to a write whose token was already applied, without applying it again.
+
+    The exact earlier result when this process produced it; after a restart, a result
+    rebuilt from the entry the journal recorded (or the entry as it is now).
+    """
+    if remembered.result is not None:
+        return remembered.result
+    if isinstance(request, DeleteRequest):
+        return True
+    entry = remembered.entry or store.get(remembered.key)
+    if entry is None:
+        raise ConflictError(
+            f"request {request.request_token} was applied earlier, and "
+            f"{remembered.key!r} has been deleted since"
+        )
+    if isinstance(request, ResolveRequest):
+        value = entry.value()
+        session_id = value.get("sessionId") if isinstance(value, dict) else None
+        return ResolveResult(
+            remembered.key, str(session_id), False, False, None, value, entry.revision
+        )
+    return _entry_result(remembered.key, entry)
+
+
 class Dispatcher:
     """Runs validated operations against the stores. One per daemon."""
 
@@ -111,6 +142,7 @@ class Dispatcher:
         self.stores = stores
         self.stats = stats
         self.clock_ms = clock_ms
+        self.replayed_writes = 0
 
     def check_key(self, key: str) -> str:
         if not key:
@@ -139,7 +171,31 @@ class Dispatcher:
         return self.stores.store_for(agent_of(request_agent, key), for_write=write)
 
     def handle(self, request: Request) -> Any:
-        """Run ``request`` and return its result (a Struct, bool, dict or None)."""
+        """Run ``request`` and return its result (a Struct, bool, dict or None).
+
+        A write carrying a ``request_token`` the store remembers is not applied again:
+        its earlier result is returned (see :mod:`sessiond.dedup`).
+        """
+        if isinstance(request, WriteRequestBase) and request.request_token is not None:
+            return self.handle_write_once(request)
+        return self.run(request)
+
+    def handle_write_once(self, request: WriteRequestBase) -> Any:
+        token = request.request_token
+        assert token is not None
+        if not 0 < len(token) <= MAX_TOKEN_CHARS:
+            raise InvalidRequestError(f"request_token must have 1 to {MAX_TOKEN_CHARS} characters")
+        (agent_id,) = agents_of(request)  # type: ignore[arg-type]
+        store = self.stores.store_for(agent_id, for_write=True)
+        remembered = store.requests.lookup(token)
+        if remembered is not None:
+            self.replayed_writes += 1
+            return replayed_result(request, store, remembered)
+        result = self.run(request)  # type: ignore[arg-type]
+        store.requests.set_result(token, result)
+        return result
+
+    def run(self, request: Request) -> Any:
         match request:
             case GetRequest():
                 return self.get(request)
@@ -210,20 +266,30 @@ class Dispatcher:
         key = self.check_key(request.key)
         fields = self.check_fields(request.patch)
         store = self.store(request.agent, key, write=True)
-        return _entry_result(key, store.patch(key, fields, if_revision=request.if_revision))
+        return _entry_result(
+            key,
+            store.patch(key, fields, if_revision=request.if_revision, token=request.request_token),
+        )
 
     def update(self, request: UpdateRequest) -> EntryResult | None:
         key = self.check_key(request.key)
         fields = self.check_fields(request.patch)
         store = self.store(request.agent, key, write=True)
-        entry = store.update(key, fields, if_revision=request.if_revision)
+        entry = store.update(
+            key, fields, if_revision=request.if_revision, token=request.request_token
+        )
         return None if entry is None else _entry_result(key, entry)
 
     def replace(self, request: ReplaceRequest) -> EntryResult:
         key = self.check_key(request.key)
         fields = self.check_fields(request.entry)
         store = self.store(request.agent, key, write=True)
-        return _entry_result(key, store.replace(key, fields, if_revision=request.if_revision))
+        return _entry_result(
+            key,
+            store.replace(
+                key, fields, if_revision=request.if_revision, token=request.request_token
+            ),
+        )
 
     def update_last_route(self, request: UpdateLastRouteRequest) -> EntryResult:
         key = self.check_key(request.key)
@@ -234,13 +300,14 @@ class Dispatcher:
             to=request.to,
             account_id=request.account_id,
             touch=request.touch,
+            token=request.request_token,
         )
         return _entry_result(key, entry)
 
     def delete(self, request: DeleteRequest) -> bool:
         key = self.check_key(request.key)
         store = self.store(request.agent, key, write=True)
-        return store.delete(key, if_revision=request.if_revision)
+        return store.delete(key, if_revision=request.if_revision, token=request.request_token)
 
     def resolve(self, request: ResolveRequest) -> Any:
         (agent_id,) = agents_of(request)
@@ -252,4 +319,5 @@ class Dispatcher:
             options,
             check_key=self.check_key,
             transcripts_dir=self.stores.transcripts_dir_for(agent_id),
+            token=request.request_token,
         )

@@ -2,10 +2,13 @@
 (file append, fsync, read); the record codec functions are pure.
 
 Every accepted change is one record: ``>II`` header (payload length, CRC-32 of the
-payload) then a msgpack payload ``[key, entry_json]`` where ``entry_json`` is the
-entry's compact JSON (bytes) or nil for a delete. A record holds the entry's whole new
-value, not the operation, so replaying a record twice, or replaying records a snapshot
-already covers, is harmless: the last record of a key wins.
+payload) then a msgpack payload ``["e", key, entry_json, token]`` where ``entry_json``
+is the entry's compact JSON (bytes) or nil for a delete, and ``token`` the request token
+of the write (nil if none). A record holds the entry's whole new value, not the
+operation, so replaying a record twice, or replaying records a snapshot already covers,
+is harmless: the last record of a key wins. A segment may start with a
+``["t", [[token, key], ...]]`` record carrying the request tokens still remembered from
+earlier segments (see :mod:`sessiond.dedup`).
 
 Segments are files ``<store>.journal.<generation>``. When a snapshot starts, the store
 switches to a new segment; once the snapshot is durable every older segment is covered
@@ -31,6 +34,7 @@ __all__ = [
     "JournalRecord",
     "JournalSegment",
     "ReplayReport",
+    "TokensRecord",
     "encode_record",
     "list_segments",
     "read_records",
@@ -40,12 +44,23 @@ __all__ = [
 RECORD_HEADER: Final = struct.Struct(">II")
 MAX_RECORD_BYTES: Final = 1 << 30
 _encoder = msgspec.msgpack.Encoder()
-_payload_decoder = msgspec.msgpack.Decoder(tuple[str, bytes | None])
 
 
-class JournalRecord(msgspec.Struct, array_like=True):
+class JournalRecord(msgspec.Struct, array_like=True, tag="e"):
+    """One change: the key's new value (compact JSON) or ``None`` for a delete."""
+
     key: str
     entry_json: bytes | None
+    token: str | None = None
+
+
+class TokensRecord(msgspec.Struct, array_like=True, tag="t"):
+    """Request tokens (with their keys) carried over from covered segments."""
+
+    tokens: list[tuple[str, str]]
+
+
+_payload_decoder = msgspec.msgpack.Decoder(JournalRecord | TokensRecord)
 
 
 class ReplayReport(msgspec.Struct):
@@ -57,12 +72,12 @@ class ReplayReport(msgspec.Struct):
     corrupt: str | None = None
 
 
-def encode_record(key: str, entry_json: bytes | None) -> bytes:
-    payload = _encoder.encode((key, entry_json))
+def encode_record(record: JournalRecord | TokensRecord) -> bytes:
+    payload = _encoder.encode(record)
     return RECORD_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-def read_records(data: bytes, report: ReplayReport) -> Iterator[JournalRecord]:
+def read_records(data: bytes, report: ReplayReport) -> Iterator[JournalRecord | TokensRecord]:
     """Decode records from a segment's bytes, stopping at a torn tail or corruption."""
     offset, size = 0, len(data)
     with memoryview(data) as view:
@@ -81,13 +96,13 @@ def read_records(data: bytes, report: ReplayReport) -> Iterator[JournalRecord]:
                 report.corrupt = f"checksum mismatch in the record at byte {offset}"
                 return
             try:
-                key, entry_json = _payload_decoder.decode(payload)
+                record = _payload_decoder.decode(payload)
             except msgspec.DecodeError as error:
                 report.corrupt = f"undecodable record at byte {offset}: {error}"
                 return
             report.records += 1
             report.valid_bytes = offset = end
-            yield JournalRecord(key, entry_json)
+            yield record
     report.torn_bytes = size - offset
 
 

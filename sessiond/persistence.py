@@ -37,10 +37,13 @@ from typing import Any
 import msgspec
 
 from sessiond.config import PersistenceConfig
+from sessiond.dedup import RememberedWrite
 from sessiond.entries import StoredEntry, entry_from_json
 from sessiond.journal import (
+    JournalRecord,
     JournalSegment,
     ReplayReport,
+    TokensRecord,
     encode_record,
     list_segments,
     read_records,
@@ -102,6 +105,8 @@ class StorePersistence:
         self.pretty = config.snapshot_format == "pretty"
         self.stats = PersistenceStats(mode=self.mode, path=str(path))
         self.entries: dict[str, StoredEntry] = {}
+        self.replayed_tokens: dict[str, RememberedWrite] = {}
+        self.live_tokens: Callable[[], list[tuple[str, str]]] = list
         self.lock_fd: int | None = None
         self.accepted_seq = self.appended_seq = self.synced_seq = self.snapshot_seq = 0
         self.pending = bytearray()
@@ -129,8 +134,6 @@ class StorePersistence:
         if self.mode == "memory":
             return self.entries
         await asyncio.to_thread(self._open_files)
-        if self.mode == "journal":
-            self._start_segment()
         return self.entries
 
     def _open_files(self) -> None:
@@ -173,11 +176,23 @@ class StorePersistence:
             self.next_generation = max(self.next_generation, generation + 1)
             report = ReplayReport()
             for record in read_records(path.read_bytes(), report):
-                if record.entry_json is None:
-                    self.entries.pop(record.key, None)
-                else:
-                    self.entries[record.key] = entry_from_json(record.entry_json)
+                self._apply_record(record)
             self._note_replay(path, report)
+
+    def _apply_record(self, record: JournalRecord | TokensRecord) -> None:
+        if isinstance(record, TokensRecord):
+            for token, key in record.tokens:
+                self.replayed_tokens[token] = RememberedWrite(key, None)
+            return
+        entry = None if record.entry_json is None else entry_from_json(record.entry_json)
+        if entry is None:
+            self.entries.pop(record.key, None)
+        else:
+            self.entries[record.key] = entry
+        if record.token is not None:
+            self.replayed_tokens[record.token] = RememberedWrite(
+                record.key, entry, deleted=entry is None
+            )
 
     def _note_replay(self, path: Path, report: ReplayReport) -> None:
         self.stats.journal_records_replayed += report.records
@@ -198,6 +213,7 @@ class StorePersistence:
             )
 
     def _start_segment(self) -> None:
+        """Switch appends to a new segment, carrying the remembered request tokens into it."""
         segment = JournalSegment(
             segment_path(self.path, self.next_generation), self.next_generation
         )
@@ -205,20 +221,32 @@ class StorePersistence:
         self.segments.append(segment)
         self.journal_ok = True
         self.needs_dir_sync = True
+        tokens = self.live_tokens()
+        if tokens:
+            self.pending += encode_record(TokensRecord(tokens))
+            self._schedule_append()
 
     # -- recording changes -------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the background snapshot and journal-sync tasks."""
+    def start(self, live_tokens: Callable[[], list[tuple[str, str]]]) -> None:
+        """Open the first journal segment and start the snapshot and sync tasks.
+
+        ``live_tokens`` lists the request tokens to carry into each new segment.
+        """
+        self.live_tokens = live_tokens
         if self.mode == "memory":
             return
+        if self.mode == "journal":
+            self._start_segment()
         self.tasks.append(asyncio.create_task(self._snapshot_loop(), name=f"snapshot {self.path}"))
         if self.mode == "journal":
             self.tasks.append(asyncio.create_task(self._sync_loop(), name=f"sync {self.path}"))
         if self.first_dirty_at is not None:
             self.wake_snapshot.set()
 
-    def record_change(self, agent_id: str, key: str, entry: StoredEntry | None) -> None:
+    def record_change(
+        self, agent_id: str, key: str, entry: StoredEntry | None, token: str | None
+    ) -> None:
         """The store's change listener: journal the change and mark the store dirty."""
         if self.mode == "memory":
             return
@@ -229,10 +257,14 @@ class StorePersistence:
             self.first_dirty_at = now
             self.wake_snapshot.set()
         if self.journal_ok:
-            self.pending += encode_record(key, None if entry is None else entry.json_bytes)
-            if not self.append_scheduled:
-                self.append_scheduled = True
-                asyncio.get_running_loop().call_soon(self.append_pending)
+            entry_json = None if entry is None else entry.json_bytes
+            self.pending += encode_record(JournalRecord(key, entry_json, token))
+            self._schedule_append()
+
+    def _schedule_append(self) -> None:
+        if not self.append_scheduled:
+            self.append_scheduled = True
+            asyncio.get_running_loop().call_soon(self.append_pending)
 
     def append_pending(self) -> None:
         """Write the journal records of changes made so far (one ``write()`` for all).

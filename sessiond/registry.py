@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sessiond.config import Config
+from sessiond.dedup import RequestMemory
 from sessiond.persistence import StorePersistence, StoreQuarantinedError
 from sessiond.store import SessionStore
 from sessiond.storefiles import StoreLockedError
@@ -132,15 +133,24 @@ class StoreRegistry:
     async def _open(self, agent_id: str, path: Path) -> _Slot:
         persistence = StorePersistence(path, self.config.persistence)
         entries = await persistence.open()
+        limits = self.config.limits
+        requests = RequestMemory(
+            max_entries=limits.max_remembered_requests,
+            ttl_s=limits.remember_requests_s,
+            clock_s=time.monotonic,
+        )
+        for token, write in persistence.replayed_tokens.items():
+            requests.remember(token, write)
         store = SessionStore(
             agent_id,
             entries,
             clock_ms=self.clock_ms,
             new_session_id=self.new_session_id,
             on_change=persistence.record_change,
-            max_entry_bytes=self.config.limits.max_entry_bytes,
+            max_entry_bytes=limits.max_entry_bytes,
+            requests=requests,
         )
-        persistence.start()
+        persistence.start(live_tokens=requests.live)
         slot = _Slot(store, persistence)
         self.by_path[path] = slot
         log.info("loaded store %s (%d entries)", path, len(store))

@@ -188,6 +188,7 @@ def resolve_session(
     *,
     check_key: Callable[[str], str],
     transcripts_dir: str,
+    token: str | None = None,
 ) -> ResolveResult:
     """Resolve ``ctx`` to its session in ``store``, creating or renewing it."""
     session_key = check_key(resolve_session_key(options.scope, ctx, options.main_key))
@@ -221,7 +222,7 @@ def resolve_session(
         session_file = _transcript_file(transcripts_dir, session_id, ctx)
         if session_file is not None:
             entry["sessionFile"] = session_file
-    stored = store.set(session_key, encode_entry(entry))
+    stored = store.set(session_key, encode_entry(entry), token)
     return ResolveResult(
         session_key=session_key,
         session_id=session_id,

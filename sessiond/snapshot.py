@@ -5,9 +5,13 @@ trailing newline (``JSON.stringify(store, null, 2)``), or compact when configure
 
 Parsing tries msgspec's strict JSON first, reading each entry as raw bytes (no Python
 objects are built for the entries), and falls back to json5 only when the strict parse
-fails (json5 is thousands of times slower; it is there for hand-edited files). An empty
-or whitespace-only file is an empty store. Anything else that does not parse to an
-object raises :class:`CorruptStoreError`; the caller moves the file aside.
+fails (json5 is thousands of times slower; it is there for hand-edited files). json5
+leaves escaped surrogate pairs (``"\\ud83d\\ude00"``) as two code points, which cannot be
+encoded as UTF-8; they are joined as ``JSON.parse`` joins them, and a lone surrogate
+(``JSON.stringify`` writes one as an escape) becomes U+FFFD, as undecodable bytes do,
+rather than failing the whole store. An empty or whitespace-only file is an empty
+store. Anything else that does not parse to an object raises :class:`CorruptStoreError`;
+the caller moves the file aside.
 
 Rendering yields the document in chunks of a few hundred entries so the I/O shell can
 write each one and let the event loop serve requests between them.
@@ -15,6 +19,7 @@ write each one and let the event loop serve requests between them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any, Final
@@ -36,6 +41,7 @@ CHUNK_ENTRIES: Final = 512
 _JS_WHITESPACE: Final = " \t\n\r\v\f\ufeff\u00a0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(
     chr(code) for code in range(0x2000, 0x200B)
 )
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _raw_map_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _encoder = msgspec.json.Encoder()
 
@@ -71,7 +77,24 @@ def _parse_json5(data: bytes) -> ParsedStore:
         raise CorruptStoreError(f"not valid JSON or JSON5: {error}") from error
     if not isinstance(value, dict):
         raise CorruptStoreError(f"the top-level value is a {type(value).__name__}, not an object")
-    return ParsedStore({str(key): encode_entry(entry) for key, entry in value.items()}, "json5")
+    entries = {
+        _without_surrogates(str(key)): encode_entry(_without_surrogates(entry))
+        for key, entry in value.items()
+    }
+    return ParsedStore(entries, "json5")
+
+
+def _without_surrogates(value: Any) -> Any:
+    """``value`` with escaped surrogate pairs joined and lone surrogates replaced."""
+    if isinstance(value, str):
+        if _SURROGATE.search(value) is None:
+            return value
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    if isinstance(value, dict):
+        return {_without_surrogates(key): _without_surrogates(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_surrogates(item) for item in value]
+    return value
 
 
 def _render_chunk_body(items: list[tuple[str, StoredEntry]], *, pretty: bool) -> bytes:

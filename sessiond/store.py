@@ -14,9 +14,11 @@ Compare-and-set: every write takes an optional ``if_revision``; a mismatch (incl
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from sessiond.dedup import RememberedWrite, RequestMemory
 from sessiond.entries import StoredEntry, encode_entry
 from sessiond_client.errors import ConflictError, InvalidRequestError
 from sessiond_client.jscompat import UNDEFINED, js_trim
@@ -24,11 +26,11 @@ from sessiond_client.merge import merge_session_entry, strip_undefined
 
 __all__ = ["ChangeListener", "SessionStore"]
 
-ChangeListener = Callable[[str, str, "StoredEntry | None"], None]
-"""Called as ``on_change(agent_id, key, new_entry_or_None_if_deleted)``."""
+ChangeListener = Callable[[str, str, "StoredEntry | None", "str | None"], None]
+"""Called as ``on_change(agent_id, key, new_entry_or_None_if_deleted, request_token)``."""
 
 
-def _ignore_change(agent_id: str, key: str, entry: StoredEntry | None) -> None:
+def _ignore_change(agent_id: str, key: str, entry: StoredEntry | None, token: str | None) -> None:
     return None
 
 
@@ -44,6 +46,7 @@ class SessionStore:
         new_session_id: Callable[[], str],
         on_change: ChangeListener = _ignore_change,
         max_entry_bytes: int | None = None,
+        requests: RequestMemory | None = None,
     ) -> None:
         self.agent_id = agent_id
         self.entries: dict[str, StoredEntry] = entries if entries is not None else {}
@@ -51,6 +54,11 @@ class SessionStore:
         self.new_session_id = new_session_id
         self.on_change = on_change
         self.max_entry_bytes = max_entry_bytes
+        self.requests = (
+            requests
+            if requests is not None
+            else RequestMemory(max_entries=0, ttl_s=0.0, clock_s=time.monotonic)
+        )
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -58,21 +66,28 @@ class SessionStore:
     def get(self, key: str) -> StoredEntry | None:
         return self.entries.get(key)
 
-    def set(self, key: str, entry: StoredEntry) -> StoredEntry:
-        """Store ``entry`` under ``key`` and report the change; refuse oversized entries."""
+    def set(self, key: str, entry: StoredEntry, token: str | None = None) -> StoredEntry:
+        """Store ``entry`` under ``key`` and report the change; refuse oversized entries.
+
+        ``token`` is the request token of the write this change completes (remembered so
+        a retry of the same request is answered instead of applied again)."""
         if self.max_entry_bytes is not None and len(entry.json_bytes) > self.max_entry_bytes:
             raise InvalidRequestError(
                 f"entry of {len(entry.json_bytes)} bytes exceeds the limit of "
                 f"{self.max_entry_bytes} bytes"
             )
         self.entries[key] = entry
-        self.on_change(self.agent_id, key, entry)
+        self.on_change(self.agent_id, key, entry, token)
+        if token is not None:
+            self.requests.remember(token, RememberedWrite(key, entry))
         return entry
 
-    def remove(self, key: str) -> bool:
+    def remove(self, key: str, token: str | None = None) -> bool:
         if self.entries.pop(key, None) is None:
             return False
-        self.on_change(self.agent_id, key, None)
+        self.on_change(self.agent_id, key, None, token)
+        if token is not None:
+            self.requests.remember(token, RememberedWrite(key, None, deleted=True))
         return True
 
     def check_revision(self, key: str, if_revision: str | None) -> StoredEntry | None:
@@ -95,28 +110,49 @@ class SessionStore:
         )
         return strip_undefined(merged)
 
-    def merge(self, key: str, patch: Mapping[str, Any], current: StoredEntry | None) -> StoredEntry:
+    def merge(
+        self,
+        key: str,
+        patch: Mapping[str, Any],
+        current: StoredEntry | None,
+        token: str | None = None,
+    ) -> StoredEntry:
         """Merge a wire patch into ``current`` and store the result."""
-        return self.set(key, encode_entry(self.merged_value(patch, current)))
+        return self.set(key, encode_entry(self.merged_value(patch, current)), token)
 
     def patch(
-        self, key: str, patch: Mapping[str, Any], *, if_revision: str | None = None
+        self,
+        key: str,
+        patch: Mapping[str, Any],
+        *,
+        if_revision: str | None = None,
+        token: str | None = None,
     ) -> StoredEntry:
         """Merge ``patch`` into the entry, creating it if missing."""
         current = self.check_revision(key, if_revision)
-        return self.merge(key, patch, current)
+        return self.merge(key, patch, current, token)
 
     def update(
-        self, key: str, patch: Mapping[str, Any], *, if_revision: str | None = None
+        self,
+        key: str,
+        patch: Mapping[str, Any],
+        *,
+        if_revision: str | None = None,
+        token: str | None = None,
     ) -> StoredEntry | None:
         """Merge ``patch`` only if the entry exists; ``None`` if it does not."""
         current = self.check_revision(key, if_revision)
         if current is None:
             return None
-        return self.merge(key, patch, current)
+        return self.merge(key, patch, current, token)
 
     def replace(
-        self, key: str, entry: Mapping[str, Any], *, if_revision: str | None = None
+        self,
+        key: str,
+        entry: Mapping[str, Any],
+        *,
+        if_revision: str | None = None,
+        token: str | None = None,
     ) -> StoredEntry:
         """Store a whole entry as given. ``sessionId`` is required; a missing ``updatedAt``
         is set to now; ``null`` fields are dropped (they mean "absent" on the wire)."""
@@ -125,7 +161,7 @@ class SessionStore:
         if not isinstance(value.get("sessionId"), str):
             raise InvalidRequestError("replace needs an entry with a string sessionId")
         value.setdefault("updatedAt", self.clock_ms())
-        return self.set(key, encode_entry(value))
+        return self.set(key, encode_entry(value), token)
 
     def update_last_route(
         self,
@@ -135,6 +171,7 @@ class SessionStore:
         to: str | None,
         account_id: str | None,
         touch: bool = False,
+        token: str | None = None,
     ) -> StoredEntry:
         """Record where the last reply went, as the original ``updateLastRoute`` did.
 
@@ -156,11 +193,11 @@ class SessionStore:
         merged = self.merged_value(route, current)
         if not touch and isinstance(existing, dict) and "updatedAt" in existing:
             merged["updatedAt"] = existing["updatedAt"]
-        return self.set(key, encode_entry(merged))
+        return self.set(key, encode_entry(merged), token)
 
-    def delete(self, key: str, *, if_revision: str | None = None) -> bool:
+    def delete(self, key: str, *, if_revision: str | None = None, token: str | None = None) -> bool:
         self.check_revision(key, if_revision)
-        return self.remove(key)
+        return self.remove(key, token)
 
     def items(self) -> Iterable[tuple[str, StoredEntry]]:
         return self.entries.items()

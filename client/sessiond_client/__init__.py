@@ -10,7 +10,8 @@ the typed results, the error tree rooted at :class:`SessiondError`, and — in s
 
 from __future__ import annotations
 
-from sessiond_client.aio import AsyncClient
+from typing import TYPE_CHECKING, Any
+
 from sessiond_client.entry import SessionEntry
 from sessiond_client.errors import (
     BusyError,
@@ -67,3 +68,16 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from sessiond_client.aio import AsyncClient
+
+
+def __getattr__(name: str) -> Any:
+    # AsyncClient pulls in asyncio (~80 ms); a bot that only uses Client or the pure
+    # keys/paths modules should not pay for it at import.
+    if name == "AsyncClient":
+        from sessiond_client.aio import AsyncClient
+
+        return AsyncClient
+    raise AttributeError(f"module 'sessiond_client' has no attribute {name!r}")

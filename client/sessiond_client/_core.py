@@ -8,6 +8,7 @@ the same parameters because both are thin wrappers over these functions.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -15,6 +16,7 @@ import msgspec
 
 from sessiond_client.errors import ProtocolError, SessiondError, server_error_for
 from sessiond_client.protocol import (
+    FRAME_HEADER,
     DeleteRequest,
     EntryRef,
     EntryResult,
@@ -63,6 +65,7 @@ _resolve_decoder = msgspec.msgpack.Decoder(ResolveResult)
 _hello_decoder = msgspec.msgpack.Decoder(HelloResult)
 _bool_decoder = msgspec.msgpack.Decoder(bool)
 _any_decoder = msgspec.msgpack.Decoder()
+_encoder = msgspec.msgpack.Encoder()
 
 
 class ClientSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -159,11 +162,28 @@ def patch_from_update(result: Mapping[str, Any] | None) -> dict[str, Any] | None
 
 
 class Call(msgspec.Struct, frozen=True):
-    """A prepared call: the request (its ``id`` is set when sent) and its result converter."""
+    """A prepared call: the request (its ``id`` is set when sent) and its result converter.
+
+    ``retry_safe``: resending cannot apply the call twice — reads are idempotent, and
+    every write carries a fresh ``request_token`` the daemon deduplicates.
+    """
 
     op: str
     request: Request
     convert: Callable[[msgspec.Raw], Any]
+    retry_safe: bool = True
+
+
+def new_request_token() -> str:
+    return uuid.uuid4().hex
+
+
+def encode_request_frame(request: Request) -> bytearray:
+    """One frame: the 4-byte length, then the msgpack request."""
+    frame = bytearray(FRAME_HEADER.size)
+    _encoder.encode_into(request, frame, FRAME_HEADER.size)
+    FRAME_HEADER.pack_into(frame, 0, len(frame) - FRAME_HEADER.size)
+    return frame
 
 
 def hello_call(client_name: str | None) -> Call:
@@ -205,7 +225,13 @@ def patch_call(
     *, key: str, patch: Mapping[str, Any], agent: str | None, if_revision: str | None, durable: bool
 ) -> Call:
     request = PatchRequest(
-        id=0, key=key, patch=dict(patch), agent=agent, if_revision=if_revision, durable=durable
+        id=0,
+        request_token=new_request_token(),
+        key=key,
+        patch=dict(patch),
+        agent=agent,
+        if_revision=if_revision,
+        durable=durable,
     )
     return Call("patch", request, to_required_session)
 
@@ -214,7 +240,13 @@ def update_call(
     *, key: str, patch: Mapping[str, Any], agent: str | None, if_revision: str | None, durable: bool
 ) -> Call:
     request = UpdateRequest(
-        id=0, key=key, patch=dict(patch), agent=agent, if_revision=if_revision, durable=durable
+        id=0,
+        request_token=new_request_token(),
+        key=key,
+        patch=dict(patch),
+        agent=agent,
+        if_revision=if_revision,
+        durable=durable,
     )
     return Call("update", request, to_session)
 
@@ -223,7 +255,13 @@ def replace_call(
     *, key: str, entry: Mapping[str, Any], agent: str | None, if_revision: str | None, durable: bool
 ) -> Call:
     request = ReplaceRequest(
-        id=0, key=key, entry=dict(entry), agent=agent, if_revision=if_revision, durable=durable
+        id=0,
+        request_token=new_request_token(),
+        key=key,
+        entry=dict(entry),
+        agent=agent,
+        if_revision=if_revision,
+        durable=durable,
     )
     return Call("replace", request, to_required_session)
 
@@ -240,6 +278,7 @@ def update_last_route_call(
 ) -> Call:
     request = UpdateLastRouteRequest(
         id=0,
+        request_token=new_request_token(),
         key=key,
         provider=provider,
         to=to,
@@ -252,7 +291,14 @@ def update_last_route_call(
 
 
 def delete_call(*, key: str, agent: str | None, if_revision: str | None, durable: bool) -> Call:
-    request = DeleteRequest(id=0, key=key, agent=agent, if_revision=if_revision, durable=durable)
+    request = DeleteRequest(
+        id=0,
+        request_token=new_request_token(),
+        key=key,
+        agent=agent,
+        if_revision=if_revision,
+        durable=durable,
+    )
     return Call("delete", request, to_bool)
 
 
@@ -269,6 +315,7 @@ def resolve_call(
 ) -> Call:
     request = ResolveRequest(
         id=0,
+        request_token=new_request_token(),
         ctx=dict(ctx),
         agent=agent,
         authorized=authorized,

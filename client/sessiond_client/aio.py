@@ -20,8 +20,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, cast
 
-import msgspec
-
 from sessiond_client import _core
 from sessiond_client._core import FLUSH_TIMEOUT_S
 from sessiond_client.errors import (
@@ -35,21 +33,13 @@ from sessiond_client.errors import (
     SessiondError,
 )
 from sessiond_client.locations import default_socket_path
-from sessiond_client.protocol import FRAME_HEADER, FrameDecoder, Reply, Request
+from sessiond_client.protocol import FrameDecoder, Reply, Request
 from sessiond_client.results import Resolution, ServerInfo, Session, SessionPage
 from sessiond_client.retry import RetryPolicy
 
 __all__ = ["AsyncClient"]
 
-_encoder = msgspec.msgpack.Encoder()
 UpdateFn = Callable[[Session], "Mapping[str, Any] | Awaitable[Mapping[str, Any] | None] | None"]
-
-
-def encode_request_frame(request: Request) -> bytearray:
-    frame = bytearray(FRAME_HEADER.size)
-    _encoder.encode_into(request, frame, FRAME_HEADER.size)
-    FRAME_HEADER.pack_into(frame, 0, len(frame) - FRAME_HEADER.size)
-    return frame
 
 
 class _Connection(asyncio.Protocol):
@@ -106,7 +96,7 @@ class _Connection(asyncio.Protocol):
         request.id = next(self.ids)
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self.pending[request.id] = future
-        self.transport.write(encode_request_frame(request))
+        self.transport.write(_core.encode_request_frame(request))
         return future
 
 
@@ -184,7 +174,9 @@ class AsyncClient:
             try:
                 return await self._call_once(call, timeout_s or self.settings.timeout_s)
             except SessiondError as error:
-                if not self.retry.should_retry(error, call.op, time.monotonic() - started):
+                if not self.retry.should_retry(
+                    error, retry_safe=call.retry_safe, elapsed_s=time.monotonic() - started
+                ):
                     raise
             await asyncio.sleep(self.retry.backoff.delay_s(attempt))
         raise AssertionError("unreachable")

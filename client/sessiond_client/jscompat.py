@@ -120,7 +120,11 @@ def js_truthy(value: object) -> bool:
 
 
 def js_get(obj: object, key: str) -> object:
-    """``obj[key]``: a TypeError on null/undefined, :data:`UNDEFINED` when absent."""
+    """``obj[key]``: a TypeError on null/undefined, :data:`UNDEFINED` when absent.
+
+    Mappings stand for plain objects (own keys only: ``Object.prototype`` members such
+    as ``constructor`` are not modelled); other values have no properties but ``length``.
+    """
     if isinstance(obj, Mapping):
         return obj.get(key, UNDEFINED)
     if obj is None or obj is UNDEFINED:
@@ -291,7 +295,7 @@ def _string_to_number(text: str) -> float:
     if _DECIMAL_LITERAL.fullmatch(body):
         return float(body)
     if _RADIX_LITERAL.fullmatch(body):
-        return float(int(body[2:], _RADIX_BASES[body[1].lower()]))
+        return _to_double(int(body[2:], _RADIX_BASES[body[1].lower()]))
     return math.nan
 
 

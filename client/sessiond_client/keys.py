@@ -237,6 +237,8 @@ def normalize_e164(number: object) -> str:
     """Loose E.164: drop one ``whatsapp:`` prefix, keep ASCII digits and ``+``, lead with ``+``.
 
     Never empty: input without digits gives ``"+"``. Non-strings raise TypeError.
+    This is the 2026-01-10 rule: only a literal lowercase ``whatsapp:`` is stripped
+    (later gateway versions strip any ``scheme:`` and drop ``+`` signs).
     """
     if not isinstance(number, str):
         raise TypeError("number.replace is not a function")

@@ -7,6 +7,10 @@ Daemon and clients share these rules so that a bot finds the daemon with no sett
 - socket: ``SESSIOND_SOCKET`` > ``$RUNTIME_DIRECTORY/sessiond.sock`` >
   ``$XDG_RUNTIME_DIR/sessiond.sock`` > ``<state dir>/sessiond.sock``.
 
+Empty variables count as unset. systemd joins several ``StateDirectory=`` /
+``RuntimeDirectory=`` paths with ``:`` (systemd.exec(5)); the first is used. Relative
+``XDG_*`` values are ignored, as the XDG base directory specification requires.
+
 The daemon puts its ``--state-dir`` / ``--socket`` flags in front of these.
 """
 
@@ -21,8 +25,12 @@ SOCKET_NAME = "sessiond.sock"
 
 
 def _first_of(value: str) -> str:
-    # systemd passes several directories space-separated when several are configured.
-    return value.split(maxsplit=1)[0] if value.strip() else ""
+    # systemd passes several directories colon-separated; a path may contain spaces.
+    return value.split(":", 1)[0] if value.strip() else ""
+
+
+def _absolute_or_empty(value: str) -> str:
+    return value if os.path.isabs(value) else ""
 
 
 def default_state_dir(environ: Mapping[str, str], *, home: str) -> str:
@@ -31,7 +39,7 @@ def default_state_dir(environ: Mapping[str, str], *, home: str) -> str:
     systemd_state = _first_of(environ.get("STATE_DIRECTORY", ""))
     if systemd_state:
         return systemd_state
-    xdg_state = environ.get("XDG_STATE_HOME", "")
+    xdg_state = _absolute_or_empty(environ.get("XDG_STATE_HOME", ""))
     if xdg_state:
         return os.path.join(xdg_state, "sessiond")
     return os.path.join(home, ".local", "state", "sessiond")
@@ -45,7 +53,7 @@ def default_socket_path(
     runtime_dir = _first_of(environ.get("RUNTIME_DIRECTORY", ""))
     if runtime_dir:
         return os.path.join(runtime_dir, SOCKET_NAME)
-    xdg_runtime = environ.get("XDG_RUNTIME_DIR", "")
+    xdg_runtime = _absolute_or_empty(environ.get("XDG_RUNTIME_DIR", ""))
     if xdg_runtime:
         return os.path.join(xdg_runtime, SOCKET_NAME)
     return os.path.join(state_dir or default_state_dir(environ, home=home), SOCKET_NAME)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, TypeAlias
 
 from sessiond_client.jscompat import (
     UNDEFINED,
@@ -61,7 +61,7 @@ _STATE_DIR_NAME: Final = ".clawdbot"
 _STORE_FILE_NAME: Final = "sessions.json"
 _HOME_PREFIX = re.compile(r"~(?=$|[\\/])")
 
-Env = Mapping[str, object]
+Env: TypeAlias = Mapping[str, object]
 
 
 def _default_home() -> str:

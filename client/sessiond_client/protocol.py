@@ -64,6 +64,18 @@ class RequestBase(msgspec.Struct, kw_only=True, tag_field="op", omit_defaults=Tr
     agent: str | None = None
 
 
+class WriteRequestBase(RequestBase, kw_only=True):
+    """Fields every write carries.
+
+    ``durable``: reply only once the change is on disk. ``request_token``: a random id the
+    client keeps across retries of one call; the daemon answers a token it has already
+    applied from memory instead of applying the write again.
+    """
+
+    durable: bool = False
+    request_token: str | None = None
+
+
 class HelloRequest(RequestBase, tag="hello"):
     protocol: int = PROTOCOL_VERSION
     client: str | None = None
@@ -86,50 +98,44 @@ class ListRequest(RequestBase, tag="list"):
     cursor: str | None = None
 
 
-class PatchRequest(RequestBase, tag="patch"):
+class PatchRequest(WriteRequestBase, tag="patch"):
     key: str
     patch: dict[str, Any]
     if_revision: str | None = None
-    durable: bool = False
 
 
-class UpdateRequest(RequestBase, tag="update"):
+class UpdateRequest(WriteRequestBase, tag="update"):
     key: str
     patch: dict[str, Any]
     if_revision: str | None = None
-    durable: bool = False
 
 
-class ReplaceRequest(RequestBase, tag="replace"):
+class ReplaceRequest(WriteRequestBase, tag="replace"):
     key: str
     entry: dict[str, Any]
     if_revision: str | None = None
-    durable: bool = False
 
 
-class UpdateLastRouteRequest(RequestBase, tag="update_last_route"):
+class UpdateLastRouteRequest(WriteRequestBase, tag="update_last_route"):
     key: str
     provider: str | None = None
     to: str | None = None
     account_id: str | None = None
     touch: bool = False
-    durable: bool = False
 
 
-class DeleteRequest(RequestBase, tag="delete"):
+class DeleteRequest(WriteRequestBase, tag="delete"):
     key: str
     if_revision: str | None = None
-    durable: bool = False
 
 
-class ResolveRequest(RequestBase, tag="resolve"):
+class ResolveRequest(WriteRequestBase, tag="resolve"):
     ctx: dict[str, Any]
     authorized: bool = True
     scope: Literal["per-sender", "global"] | None = None
     main_key: str | None = None
     idle_minutes: float | None = None
     reset_triggers: list[str] | None = None
-    durable: bool = False
 
 
 class FlushRequest(RequestBase, tag="flush"):

@@ -6,13 +6,13 @@ A call is retried only when that cannot apply it twice:
 - the daemon answered ``shutting_down`` or ``busy``: it refused the request (or the
   connection) without applying anything;
 - the connection broke with the request in flight (:class:`ConnectionLostError`) and the
-  operation is idempotent (``hello``, ``get``, ``get_many``, ``list``, ``stats``,
-  ``flush``). Writes, ``resolve`` included, are not retried then: the daemon may have
-  applied them before the connection broke; the caller decides (``update_with`` can, as
-  its compare-and-set makes a repeat detectable).
+  call is *retry-safe*: reads are idempotent, and every write the clients send carries a
+  ``request_token`` that the daemon remembers (see PROTOCOL.md), so a resent write is
+  answered, not applied again — across a daemon restart too in ``journal`` mode.
 
-Retries continue, with exponential backoff and full jitter, until ``reconnect_timeout_s``
-has passed since the first attempt: long enough to ride out a daemon restart.
+Timeouts are not retried: the caller's deadline has passed. Retries continue, with
+exponential backoff and full jitter, until ``reconnect_timeout_s`` has passed since the
+first attempt: long enough to ride out a daemon restart.
 """
 
 from __future__ import annotations
@@ -30,9 +30,7 @@ from sessiond_client.errors import (
     ShuttingDownError,
 )
 
-__all__ = ["IDEMPOTENT_OPS", "Backoff", "RetryPolicy"]
-
-IDEMPOTENT_OPS = frozenset({"hello", "get", "get_many", "list", "stats", "flush"})
+__all__ = ["Backoff", "RetryPolicy"]
 
 
 class Backoff(msgspec.Struct, frozen=True):
@@ -50,9 +48,9 @@ class RetryPolicy(msgspec.Struct, frozen=True):
     backoff: Backoff = Backoff()
     reconnect_timeout_s: float = 10.0
 
-    def should_retry(self, error: SessiondError, op: str, elapsed_s: float) -> bool:
+    def should_retry(self, error: SessiondError, *, retry_safe: bool, elapsed_s: float) -> bool:
         if elapsed_s >= self.reconnect_timeout_s:
             return False
         if isinstance(error, DaemonUnavailableError | ShuttingDownError | BusyError):
             return True
-        return isinstance(error, ConnectionLostError) and op in IDEMPOTENT_OPS
+        return isinstance(error, ConnectionLostError) and retry_safe

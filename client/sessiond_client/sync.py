@@ -25,7 +25,6 @@ from typing import Any, Literal
 
 from sessiond_client import _core
 from sessiond_client._core import FLUSH_TIMEOUT_S
-from sessiond_client.aio import encode_request_frame
 from sessiond_client.errors import (
     ConflictError,
     ConnectionLostError,
@@ -79,7 +78,7 @@ class _Connection:
                 raise self.broken
             request.id = next(self.ids)
             self.pending[request.id] = waiter
-        frame = encode_request_frame(request)
+        frame = _core.encode_request_frame(request)
         try:
             with self.send_lock:
                 self.sock.sendall(frame)
@@ -235,7 +234,9 @@ class Client:
             try:
                 return self._call_once(call, timeout_s or self.settings.timeout_s)
             except SessiondError as error:
-                if not self.retry.should_retry(error, call.op, time.monotonic() - started):
+                if not self.retry.should_retry(
+                    error, retry_safe=call.retry_safe, elapsed_s=time.monotonic() - started
+                ):
                     raise
             time.sleep(self.retry.backoff.delay_s(attempt))
         raise AssertionError("unreachable")
