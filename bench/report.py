@@ -23,6 +23,7 @@ __all__ = ["format_tables", "results_json", "write_json"]
 
 ALWAYS_SHOWN_EVENTS: Final = ("lost_updates", "lock_timeouts")
 NONZERO_SHOWN_EVENTS: Final = ("watch_conflicts", "stale_evictions")
+ERRORS_SHOWN_AS_EVENTS: Final = {"LockTimeout": "lock_timeouts"}
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -59,7 +60,11 @@ def _fmt_ratio(value: float) -> str:
 
 
 def _notes(cell: CellSummary) -> str:
-    parts = [f"{name}={count}" for name, count in cell.errors.items()]
+    parts = [
+        f"{name}={count}"
+        for name, count in cell.errors.items()
+        if ERRORS_SHOWN_AS_EVENTS.get(name) not in cell.events
+    ]
     parts += [f"{name}={cell.events[name]}" for name in ALWAYS_SHOWN_EVENTS if name in cell.events]
     parts += [
         f"{name}={cell.events[name]}" for name in NONZERO_SHOWN_EVENTS if cell.events.get(name)

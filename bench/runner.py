@@ -152,8 +152,10 @@ class _SizeRun:
     def run_rep(self, key: CellKey, repetition: int) -> RepResult | None:
         workload = WORKLOADS[key.workload]
         where = placement_for(workload, self.config.cpu_policy, self.config.all_cpus)
-        server_pids = self.contenders[key.contender].server_pids()
+        contender = self.contenders[key.contender]
+        server_pids = contender.server_pids()
         try:
+            contender.quiesce()
             for pid in server_pids:
                 pin_process(pid, where.server_cpus)
             rep = run_repetition(

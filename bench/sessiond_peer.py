@@ -135,6 +135,9 @@ class SessiondOps:
     def counters(self) -> dict[str, int]:
         return {}
 
+    def flush(self) -> None:
+        self._client.flush()
+
     def close(self) -> None:
         self._stack.close()
 
@@ -194,6 +197,7 @@ class SessiondContender(Contender):
         self.workloads = workloads
         self.description = "sessiond daemon" + (", durable=True writes" if durable else "")
         self._daemon: ServerProcess | None = None
+        self._factory: SessiondFactory | None = None
 
     def _start(self, work_dir: Path) -> tuple[ServerProcess, Path]:
         state_dir = work_dir / "state"
@@ -211,15 +215,25 @@ class SessiondContender(Contender):
     def setup(self, store_size: int, work_dir: Path) -> SessiondFactory:
         write_store_file(work_dir / "state" / STORE_RELATIVE_PATH, dict(iter_store(store_size)))
         self._daemon, socket_path = self._start(work_dir)
-        factory = SessiondFactory(socket_path, self.durable)
-        ops = factory.open_sync()
+        self._factory = SessiondFactory(socket_path, self.durable)
+        ops = self._factory.open_sync()
         try:
             ops.get(session_key(0))  # stores load lazily: pay the load outside timed windows
         finally:
             ops.close()
-        return factory
+        return self._factory
+
+    def quiesce(self) -> None:
+        """Wait for the flush of the previous cell's writes (``flush`` op)."""
+        if self._factory is not None:
+            ops = self._factory.open_sync()
+            try:
+                ops.flush()
+            finally:
+                ops.close()
 
     def teardown(self) -> None:
+        self._factory = None
         if self._daemon is not None:
             self._daemon.stop(timeout_s=60.0)
             self._daemon = None
@@ -227,8 +241,10 @@ class SessiondContender(Contender):
     def server_pids(self) -> list[int]:
         return [] if self._daemon is None else [self._daemon.pid]
 
-    def measure_load(self, store_size: int, work_dir: Path) -> LoadResult:
+    def measure_load(self, store_size: int, work_dir: Path) -> LoadResult | None:
         """Daemon start to first answered get (lazy load included); RSS growth per entry."""
+        if self.durable:
+            return None  # the same daemon and store as the non-durable contender
         write_store_file(work_dir / "state" / STORE_RELATIVE_PATH, dict(iter_store(store_size)))
         started = time.perf_counter()
         daemon, socket_path = self._start(work_dir)

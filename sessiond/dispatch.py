@@ -245,7 +245,9 @@ class Dispatcher:
         return found
 
     def list(self, request: ListRequest) -> ListResult:
-        limit = DEFAULT_LIST_LIMIT if request.limit is None else request.limit
+        # Without a limit, a page is the default size, never more than the configured maximum.
+        default_limit = min(DEFAULT_LIST_LIMIT, self.limits.max_list_limit)
+        limit = default_limit if request.limit is None else request.limit
         if not 1 <= limit <= self.limits.max_list_limit:
             raise InvalidRequestError(f"limit must be 1 to {self.limits.max_list_limit}")
         active_since_ms = None

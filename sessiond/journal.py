@@ -106,7 +106,7 @@ def read_records(data: bytes, report: ReplayReport) -> Iterator[JournalRecord | 
     report.torn_bytes = size - offset
 
 
-_SEGMENT_SUFFIX = re.compile(r"\.journal\.(\d{8,})$")
+_SEGMENT_SUFFIX = re.compile(r"\.journal\.([0-9]{8,})$")  # [0-9], not \d: \d matches any script
 
 
 def segment_path(store_path: Path, generation: int) -> Path:

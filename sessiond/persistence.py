@@ -38,35 +38,28 @@ import msgspec
 
 from sessiond.config import PersistenceConfig
 from sessiond.dedup import RememberedWrite
-from sessiond.entries import StoredEntry, entry_from_json
+from sessiond.entries import StoredEntry
 from sessiond.journal import (
     JournalRecord,
     JournalSegment,
-    ReplayReport,
     TokensRecord,
     encode_record,
     list_segments,
-    read_records,
     segment_path,
 )
-from sessiond.snapshot import CorruptStoreError, parse_store, render_store
+from sessiond.loader import load_store
+from sessiond.snapshot import render_store
 from sessiond.storefiles import (
     fsync_directory,
     lock_store_directory,
-    move_aside,
-    read_bytes_if_exists,
     remove_leftover_temp_files,
     write_atomically,
 )
 from sessiond_client.errors import UnavailableError
 
-__all__ = ["PersistenceStats", "StorePersistence", "StoreQuarantinedError"]
+__all__ = ["PersistenceStats", "StorePersistence"]
 
 log = logging.getLogger("sessiond.persistence")
-
-
-class StoreQuarantinedError(Exception):
-    """The store file is corrupt and config says to refuse requests until it is repaired."""
 
 
 class PersistenceStats(msgspec.Struct, kw_only=True):
@@ -149,68 +142,21 @@ class StorePersistence:
     def _load_files(self) -> None:
         for leftover in remove_leftover_temp_files(self.path):
             log.info("removed leftover temp file %s", leftover)
-        data = read_bytes_if_exists(self.path)
-        if data is not None:
-            self.stats.bytes_on_disk = len(data)
-            self._load_snapshot(data)
-        self._replay_journal()
-
-    def _load_snapshot(self, data: bytes) -> None:
-        try:
-            parsed = parse_store(data)
-        except CorruptStoreError as error:
-            if self.config.on_corrupt == "refuse":
-                raise StoreQuarantinedError(
-                    f"{self.path} is corrupt ({error}); repair or move it, then restart"
-                ) from error
-            moved = move_aside(self.path, "corrupt")
-            self.stats.corrupt_moved_to = str(moved)
-            self.stats.bytes_on_disk = 0
-            log.error("%s is corrupt (%s); moved it to %s, starting empty", self.path, error, moved)
-            return
-        self.entries = parsed.entries
-        self.stats.loaded_syntax = parsed.syntax
-
-    def _replay_journal(self) -> None:
-        for generation, path in list_segments(self.path):
-            self.next_generation = max(self.next_generation, generation + 1)
-            report = ReplayReport()
-            for record in read_records(path.read_bytes(), report):
-                self._apply_record(record)
-            self._note_replay(path, report)
-
-    def _apply_record(self, record: JournalRecord | TokensRecord) -> None:
-        if isinstance(record, TokensRecord):
-            for token, key in record.tokens:
-                self.replayed_tokens[token] = RememberedWrite(key, None)
-            return
-        entry = None if record.entry_json is None else entry_from_json(record.entry_json)
-        if entry is None:
-            self.entries.pop(record.key, None)
-        else:
-            self.entries[record.key] = entry
-        if record.token is not None:
-            self.replayed_tokens[record.token] = RememberedWrite(
-                record.key, entry, deleted=entry is None
-            )
-
-    def _note_replay(self, path: Path, report: ReplayReport) -> None:
-        self.stats.journal_records_replayed += report.records
-        self.stats.journal_dropped_bytes += report.torn_bytes
-        if report.records:
+        loaded = load_store(
+            self.path, repair=True, refuse_corrupt=self.config.on_corrupt == "refuse"
+        )
+        self.entries = loaded.entries
+        self.replayed_tokens = loaded.replayed_tokens
+        self.next_generation = loaded.next_generation
+        report, stats = loaded.report, self.stats
+        stats.bytes_on_disk, stats.loaded_syntax = report.bytes_on_disk, report.loaded_syntax
+        stats.corrupt_moved_to = report.corrupt_moved_to
+        stats.journal_records_replayed = report.journal_records_replayed
+        stats.journal_dropped_bytes = report.journal_dropped_bytes
+        stats.journal_corruption = report.journal_corruption
+        if report.journal_records_replayed:
+            # The journal holds changes the snapshot lacks: write one soon, then drop it.
             self.first_dirty_at = self.last_change_at = time.monotonic()
-        if report.torn_bytes:
-            log.warning("%s: dropped a torn record of %d bytes", path, report.torn_bytes)
-        if report.corrupt is not None:
-            moved = move_aside(path, "corrupt")
-            self.stats.journal_corruption = f"{path}: {report.corrupt} (kept as {moved})"
-            log.error(
-                "journal %s is damaged: %s; replayed %d records before it, kept it as %s",
-                path,
-                report.corrupt,
-                report.records,
-                moved,
-            )
 
     def _start_segment(self) -> None:
         """Switch appends to a new segment, carrying the remembered request tokens into it."""

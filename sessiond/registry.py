@@ -27,7 +27,8 @@ from typing import Any
 
 from sessiond.config import Config
 from sessiond.dedup import RequestMemory
-from sessiond.persistence import StorePersistence, StoreQuarantinedError
+from sessiond.loader import StoreQuarantinedError
+from sessiond.persistence import StorePersistence
 from sessiond.store import SessionStore
 from sessiond.storefiles import StoreLockedError
 from sessiond_client.errors import ForbiddenError, UnavailableError

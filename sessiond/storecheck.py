@@ -1,5 +1,6 @@
 """``sessiond check PATH``: validate a store file and its journal offline. Reads files only;
-never writes, moves or locks anything, so it is safe on a file a daemon is serving.
+never writes, moves or locks anything, so it is safe on a file a daemon is serving. The
+entry count is what the daemon would serve: the snapshot with the journal replayed.
 
 A file is OK when it parses (strict JSON, or JSON5) to an object; everything else the
 check finds — entries that are not objects, missing ``sessionId``/``updatedAt``, known
@@ -15,8 +16,7 @@ from typing import Any
 import msgspec
 
 from sessiond.entries import StoredEntry
-from sessiond.journal import ReplayReport, list_segments, read_records
-from sessiond.snapshot import CorruptStoreError, parse_store
+from sessiond.loader import load_store
 from sessiond_client.entry import validate_entry_fields
 
 __all__ = ["StoreCheckReport", "check_store_file"]
@@ -67,35 +67,32 @@ def _entry_warnings(key: str, entry: StoredEntry) -> list[str]:
     return warnings
 
 
-def _check_journal(path: Path, report: StoreCheckReport) -> None:
-    for _, segment in list_segments(path):
-        report.journal_segments += 1
-        replay = ReplayReport()
-        report.journal_records += sum(1 for _ in read_records(segment.read_bytes(), replay))
-        if replay.corrupt:
-            report.warnings.append(f"{segment.name}: {replay.corrupt}")
-        if replay.torn_bytes:
-            report.warnings.append(f"{segment.name}: torn last record ({replay.torn_bytes} bytes)")
-
-
 def check_store_file(path: Path) -> StoreCheckReport:
+    """What the daemon would load from ``path`` (snapshot + journal), and what is odd in it."""
     report = StoreCheckReport(path=str(path))
+    if not path.is_file():
+        report.error = "no such file" if not path.exists() else "not a regular file"
+        return report
     try:
-        data = path.read_bytes()
+        loaded = load_store(path, repair=False)
     except OSError as error:
         report.error = f"cannot read: {error}"
         return report
-    report.size_bytes = len(data)
-    try:
-        parsed = parse_store(data)
-    except CorruptStoreError as error:
-        report.error = str(error)
+    load = loaded.report
+    report.size_bytes, report.syntax = load.bytes_on_disk, load.loaded_syntax
+    report.journal_segments = load.journal_segments
+    report.journal_records = load.journal_records_replayed
+    if load.corrupt_error is not None:
+        report.error = load.corrupt_error
         return report
-    report.ok, report.syntax, report.entries = True, parsed.syntax, len(parsed.entries)
-    for key, entry in parsed.entries.items():
+    report.ok, report.entries = True, len(loaded.entries)
+    if load.journal_corruption:
+        report.warnings.append(f"journal: {load.journal_corruption}")
+    if load.journal_dropped_bytes:
+        report.warnings.append(f"journal: torn last record ({load.journal_dropped_bytes} bytes)")
+    for key, entry in loaded.entries.items():
         report.warnings.extend(_entry_warnings(key, entry))
         if len(report.warnings) >= MAX_WARNINGS:
             report.warnings.append("(more warnings not shown)")
             break
-    _check_journal(path, report)
     return report

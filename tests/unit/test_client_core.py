@@ -18,13 +18,18 @@ from sessiond_client.errors import (
     ServerError,
 )
 from sessiond_client.protocol import (
+    OPS,
+    WRITE_OPS,
     DeleteRequest,
+    FrameDecoder,
     GetRequest,
     ListRequest,
     PatchRequest,
     Request,
     ResolveRequest,
     UpdateLastRouteRequest,
+    WriteRequestBase,
+    encode_frame,
 )
 from sessiond_client.results import Resolution, ServerInfo, Session, SessionPage
 
@@ -233,6 +238,82 @@ def wire(call: _core.Call) -> dict[str, Any]:
     return decoded
 
 
+def without_token(request: Request) -> Request:
+    """The request with its random ``request_token`` cleared, for comparisons."""
+    if isinstance(request, WriteRequestBase):
+        assert request.request_token
+        return msgspec.structs.replace(request, request_token=None)
+    return request
+
+
+def every_call() -> list[_core.Call]:
+    return [
+        _core.hello_call(None),
+        _core.get_call("k", None),
+        _core.get_many_call(["k"], None),
+        _core.list_call(
+            agent=None,
+            prefix=None,
+            active_minutes=None,
+            label=None,
+            spawned_by=None,
+            limit=None,
+            cursor=None,
+        ),
+        _core.patch_call(key="k", patch={}, agent=None, if_revision=None, durable=False),
+        _core.update_call(key="k", patch={}, agent=None, if_revision=None, durable=False),
+        _core.replace_call(key="k", entry={}, agent=None, if_revision=None, durable=False),
+        _core.update_last_route_call(
+            key="k", provider=None, to=None, account_id=None, touch=False, agent=None, durable=False
+        ),
+        _core.delete_call(key="k", agent=None, if_revision=None, durable=False),
+        _core.resolve_call(
+            ctx={},
+            agent=None,
+            authorized=True,
+            scope=None,
+            main_key=None,
+            idle_minutes=None,
+            reset_triggers=None,
+            durable=False,
+        ),
+        _core.flush_call(None),
+        _core.stats_call(),
+    ]
+
+
+def test_there_is_a_call_for_every_op() -> None:
+    assert {call.op for call in every_call()} == OPS
+
+
+def test_every_write_call_carries_a_fresh_request_token() -> None:
+    calls = every_call()
+    writes = [call for call in calls if call.op in WRITE_OPS]
+    assert {call.op for call in writes} == WRITE_OPS
+    tokens = []
+    for call in writes:
+        assert isinstance(call.request, WriteRequestBase)
+        token = call.request.request_token
+        assert token
+        assert wire(call)["request_token"] == token
+        tokens.append(token)
+    again = [call.request for call in every_call() if call.op in WRITE_OPS]
+    tokens.extend(request.request_token for request in again)  # type: ignore[attr-defined]
+    assert len(set(tokens)) == len(tokens), "tokens are unique per call"
+
+
+def test_every_call_is_retry_safe() -> None:
+    # Reads are idempotent; writes are deduplicated by their token.
+    assert all(call.retry_safe for call in every_call())
+
+
+def test_encode_request_frame_is_one_length_prefixed_request() -> None:
+    request = GetRequest(id=9, key="k")
+    frame = bytes(_core.encode_request_frame(request))
+    assert frame == encode_frame(msgspec.msgpack.encode(request))
+    assert FrameDecoder().feed(frame) == [frame[4:]]
+
+
 def test_calls_name_their_op_and_tag_their_request() -> None:
     calls = [
         _core.hello_call(None),
@@ -251,7 +332,7 @@ def test_patch_request_carries_every_parameter() -> None:
     call = _core.patch_call(
         key="k", patch={"label": None, "x": 1}, agent="ops", if_revision="r", durable=True
     )
-    assert call.request == PatchRequest(
+    assert without_token(call.request) == PatchRequest(
         id=0, key="k", patch={"label": None, "x": 1}, agent="ops", if_revision="r", durable=True
     )
     # A null in a patch is sent (it deletes the field); defaults are omitted.
@@ -270,13 +351,14 @@ def test_calls_copy_caller_mappings() -> None:
 
 def test_other_requests_carry_their_parameters() -> None:
     assert _core.get_call("k", "ops").request == GetRequest(id=0, key="k", agent="ops")
-    assert _core.delete_call(key="k", agent=None, if_revision="r", durable=True).request == (
-        DeleteRequest(id=0, key="k", if_revision="r", durable=True)
+    delete = _core.delete_call(key="k", agent=None, if_revision="r", durable=True)
+    assert without_token(delete.request) == DeleteRequest(
+        id=0, key="k", if_revision="r", durable=True
     )
     route = _core.update_last_route_call(
         key="k", provider="p", to="t", account_id="a", touch=True, agent=None, durable=False
     )
-    assert route.request == UpdateLastRouteRequest(
+    assert without_token(route.request) == UpdateLastRouteRequest(
         id=0, key="k", provider="p", to="t", account_id="a", touch=True
     )
     listing = _core.list_call(
@@ -308,7 +390,7 @@ def test_other_requests_carry_their_parameters() -> None:
         reset_triggers=("/x",),
         durable=True,
     )
-    assert resolve.request == ResolveRequest(
+    assert without_token(resolve.request) == ResolveRequest(
         id=0,
         ctx={"Body": "hi"},
         authorized=False,

@@ -36,6 +36,7 @@ from sessiond_client.protocol import (
     StatsRequest,
     UpdateLastRouteRequest,
     UpdateRequest,
+    WriteRequestBase,
     check_reply_shape,
     encode_frame,
 )
@@ -225,6 +226,24 @@ def test_requests_decode_to_their_tagged_struct(message: dict[str, Any], expecte
 def test_every_op_has_a_request_struct() -> None:
     tags = {cls.__struct_config__.tag for cls in Request.__args__}
     assert tags == DESIGN_OPS
+
+
+def test_exactly_the_write_ops_take_durable_and_a_request_token() -> None:
+    for cls in Request.__args__:
+        is_write = cls.__struct_config__.tag in WRITE_OPS
+        assert issubclass(cls, WriteRequestBase) is is_write, cls
+        fields = set(cls.__struct_fields__)
+        assert ({"durable", "request_token"} <= fields) is is_write, cls
+
+
+def test_request_token_round_trips_and_defaults_to_none() -> None:
+    request = decode_request({"op": "delete", "id": 1, "key": "k", "request_token": "tok"})
+    assert isinstance(request, DeleteRequest)
+    assert request.request_token == "tok"
+    plain = decode_request({"op": "delete", "id": 1, "key": "k"})
+    assert isinstance(plain, DeleteRequest)
+    assert plain.request_token is None
+    assert "request_token" not in msgspec.msgpack.decode(msgspec.msgpack.encode(plain))
 
 
 def test_optional_fields_take_their_defaults() -> None:

@@ -25,42 +25,31 @@ from sessiond_client.errors import (
     UnavailableError,
     UnknownOpError,
 )
-from sessiond_client.protocol import OPS, WRITE_OPS
-from sessiond_client.retry import IDEMPOTENT_OPS, Backoff, RetryPolicy
+from sessiond_client.retry import Backoff, RetryPolicy
 
-READ_OPS = sorted(OPS - WRITE_OPS)
-ALL_OPS = sorted(OPS)
 policy = RetryPolicy()
 
 
-def test_idempotent_ops_are_the_ops_that_change_nothing() -> None:
-    # DESIGN.md §8: retries only for idempotent operations; resolve creates sessions.
-    assert IDEMPOTENT_OPS == OPS - WRITE_OPS
-    assert "resolve" not in IDEMPOTENT_OPS
-
-
-@pytest.mark.parametrize("op", ALL_OPS)
+@pytest.mark.parametrize("retry_safe", [True, False])
 @pytest.mark.parametrize(
     "error",
     [DaemonUnavailableError("refused"), ShuttingDownError("bye"), BusyError("full")],
     ids=type,
 )
-def test_nothing_was_applied_so_every_op_is_retried(op: str, error: SessiondError) -> None:
-    assert policy.should_retry(error, op, elapsed_s=0.0)
+def test_nothing_was_applied_so_every_call_is_retried(
+    retry_safe: bool, error: SessiondError
+) -> None:
+    assert policy.should_retry(error, retry_safe=retry_safe, elapsed_s=0.0)
 
 
-@pytest.mark.parametrize("op", READ_OPS)
-def test_lost_connection_retries_idempotent_ops(op: str) -> None:
-    assert policy.should_retry(ConnectionLostError("eof"), op, elapsed_s=0.0)
+def test_lost_connection_retries_only_retry_safe_calls() -> None:
+    # The daemon may have applied the request before the connection broke: only a call
+    # that cannot be applied twice (a read, or a write with a request token) is resent.
+    assert policy.should_retry(ConnectionLostError("eof"), retry_safe=True, elapsed_s=0.0)
+    assert not policy.should_retry(ConnectionLostError("eof"), retry_safe=False, elapsed_s=0.0)
 
 
-@pytest.mark.parametrize("op", sorted(WRITE_OPS))
-def test_lost_connection_does_not_retry_writes(op: str) -> None:
-    # The daemon may have applied the write before the connection broke.
-    assert not policy.should_retry(ConnectionLostError("eof"), op, elapsed_s=0.0)
-
-
-@pytest.mark.parametrize("op", ALL_OPS)
+@pytest.mark.parametrize("retry_safe", [True, False])
 @pytest.mark.parametrize(
     "error",
     [
@@ -78,18 +67,19 @@ def test_lost_connection_does_not_retry_writes(op: str) -> None:
     ],
     ids=type,
 )
-def test_other_errors_are_never_retried(op: str, error: SessiondError) -> None:
-    # A timeout may have been applied; the rest are answers a repeat would not change.
-    assert not policy.should_retry(error, op, elapsed_s=0.0)
+def test_other_errors_are_never_retried(retry_safe: bool, error: SessiondError) -> None:
+    # A timeout means the caller's deadline has passed; the rest are answers a repeat
+    # would not change.
+    assert not policy.should_retry(error, retry_safe=retry_safe, elapsed_s=0.0)
 
 
 def test_retries_stop_once_the_reconnect_timeout_has_passed() -> None:
     short = RetryPolicy(reconnect_timeout_s=2.0)
     error = DaemonUnavailableError("refused")
-    assert short.should_retry(error, "get", elapsed_s=1.999)
-    assert not short.should_retry(error, "get", elapsed_s=2.0)
-    assert not short.should_retry(error, "get", elapsed_s=60.0)
-    assert not short.should_retry(ConnectionLostError("eof"), "get", elapsed_s=2.5)
+    assert short.should_retry(error, retry_safe=True, elapsed_s=1.999)
+    assert not short.should_retry(error, retry_safe=True, elapsed_s=2.0)
+    assert not short.should_retry(error, retry_safe=True, elapsed_s=60.0)
+    assert not short.should_retry(ConnectionLostError("eof"), retry_safe=True, elapsed_s=2.5)
 
 
 def test_backoff_ceiling_doubles_up_to_the_cap() -> None:

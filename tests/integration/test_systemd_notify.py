@@ -1,8 +1,11 @@
-"""Tests for sessiond.systemd: sd_notify datagrams, watchdog timing, socket activation.
+"""sessiond.systemd with real sockets, in-process: sd_notify datagrams, watchdog pings, and
+adopting passed listening sockets.
 
-These use real sockets owned by the test (a datagram receiver standing in for systemd, and
-listening sockets placed on free descriptor numbers standing in for LISTEN_FDS), but never
-touch fds 0-2 or 3, and inject the environment and pid instead of changing the process.
+The sockets are owned by the test: a datagram receiver stands in for systemd's notify socket,
+and listening sockets placed on free descriptor numbers stand in for LISTEN_FDS (fds 0-3 are
+never touched). The environment and pid are injected instead of changing the process. The
+pure environment parsing is in tests/unit/test_systemd_env.py; the real daemon under a
+service-manager stand-in is in tests/integration/test_systemd.py.
 """
 
 from __future__ import annotations
@@ -20,18 +23,13 @@ from pathlib import Path
 import pytest
 
 from sessiond.systemd import (
-    EXIT_CONFIG_ERROR,
     Notifier,
     SocketActivationError,
     activated_listener,
     listen_fds,
     listen_fds_with_names,
-    notify_address,
     run_watchdog,
-    watchdog_interval_s,
 )
-
-OTHER_PID = 1
 
 
 @pytest.fixture
@@ -69,33 +67,6 @@ def nothing_pending(sock: socket.socket) -> bool:
     finally:
         sock.settimeout(2.0)
     return False
-
-
-# --- NOTIFY_SOCKET addresses -------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("/run/systemd/notify", "/run/systemd/notify"),
-        ("@sd-notify/1", "\0sd-notify/1"),
-        (None, None),
-        ("", None),
-        ("@", None),
-        ("vsock:2:1234", None),
-        ("relative/path", None),
-    ],
-)
-def test_notify_address(value: str | None, expected: str | None) -> None:
-    assert notify_address(value) == expected
-
-
-def test_notifier_without_notify_socket_is_a_noop() -> None:
-    notifier = Notifier.from_environ({})
-    assert not notifier.enabled
-    assert notifier.ready() is False
-    assert notifier.watchdog() is False
-    notifier.close()
 
 
 # --- what the Notifier sends --------------------------------------------------------------
@@ -214,26 +185,6 @@ def test_warning_repeats_after_recovery(short_dir: Path, caplog: pytest.LogCaptu
 # --- watchdog -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("environ", "expected_s"),
-    [
-        ({}, None),
-        ({"WATCHDOG_USEC": "30000000"}, 15.0),
-        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "4242"}, 15.0),
-        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "4243"}, None),
-        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "junk"}, None),
-        ({"WATCHDOG_USEC": "0"}, None),
-        ({"WATCHDOG_USEC": "-5"}, None),
-        ({"WATCHDOG_USEC": "30s"}, None),
-        ({"WATCHDOG_PID": "4242"}, None),
-    ],
-)
-def test_watchdog_interval_is_half_the_timeout_for_our_pid(
-    environ: dict[str, str], expected_s: float | None
-) -> None:
-    assert watchdog_interval_s(environ, pid=4242) == expected_s
-
-
 async def test_run_watchdog_pings_from_the_loop(receiver: tuple[socket.socket, str]) -> None:
     sock, path = receiver
     notifier = Notifier(path)
@@ -252,11 +203,6 @@ async def test_run_watchdog_pings_from_the_loop(receiver: tuple[socket.socket, s
         with pytest.raises(asyncio.CancelledError):
             await task
         notifier.close()
-
-
-async def test_run_watchdog_rejects_a_non_positive_interval() -> None:
-    with pytest.raises(ValueError, match="positive"):
-        await run_watchdog(Notifier(None), 0)
 
 
 # --- socket activation --------------------------------------------------------------------
@@ -314,12 +260,6 @@ def activation_env(pid: int, count: int, names: str | None = None) -> dict[str, 
     return env
 
 
-def test_no_activation_gives_no_sockets() -> None:
-    env = {"PATH": "/bin"}
-    assert listen_fds(env, pid=os.getpid()) == []
-    assert env == {"PATH": "/bin"}
-
-
 def test_adopts_passed_listening_sockets_and_unsets_the_variables(
     short_dir: Path, passed_fds: list[int]
 ) -> None:
@@ -349,12 +289,6 @@ def test_names_default_to_unknown(short_dir: Path, passed_fds: list[int]) -> Non
     adopted = listen_fds_with_names(activation_env(4242, 1), pid=4242, fd_start=first)
     assert [name for name, _ in adopted] == ["unknown"]
     adopted[0][1].close()
-
-
-def test_variables_for_another_pid_are_removed_but_not_used() -> None:
-    env = activation_env(OTHER_PID, 1, names="x")
-    assert listen_fds(env, pid=4242, fd_start=free_fd_range(1)) == []
-    assert env == {"OTHER": "kept"}
 
 
 def test_unset_environment_false_keeps_the_variables(
@@ -428,26 +362,6 @@ def test_rejects_a_file_descriptor_that_is_not_a_socket(
         listen_fds(activation_env(4242, 1), pid=4242, fd_start=first)
 
 
-@pytest.mark.parametrize(
-    "environ",
-    [
-        {"LISTEN_PID": "x", "LISTEN_FDS": "1"},
-        {"LISTEN_PID": "4242", "LISTEN_FDS": "one"},
-        {"LISTEN_PID": "4242", "LISTEN_FDS": "-1"},
-        {"LISTEN_PID": "4242", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "a:b"},
-    ],
-)
-def test_malformed_variables_are_errors_and_still_unset(environ: dict[str, str]) -> None:
-    env = dict(environ)
-    with pytest.raises(SocketActivationError):
-        listen_fds(env, pid=4242, fd_start=free_fd_range(2))
-    assert env == {}
-
-
-def test_activated_listener_without_activation_is_none() -> None:
-    assert activated_listener({}, pid=4242) is None
-
-
 def test_activated_listener_returns_the_one_socket(short_dir: Path, passed_fds: list[int]) -> None:
     first = place(passed_fds, [unix_listener(short_dir / "a")])
     sock = activated_listener(activation_env(4242, 1), pid=4242, fd_start=first)
@@ -463,11 +377,3 @@ def test_activated_listener_refuses_two_without_closing_them(
     with pytest.raises(SocketActivationError, match="expected 1"):
         activated_listener(activation_env(4242, 2), pid=4242, fd_start=first)
     assert all(fd_is_open(fd) for fd in passed_fds)
-
-
-def test_config_error_exit_status_matches_the_unit() -> None:
-    unit = Path(__file__).parents[2] / "systemd" / "sessiond.service"
-    assert (
-        f"RestartPreventExitStatus={EXIT_CONFIG_ERROR}"
-        in unit.read_text(encoding="utf-8").splitlines()
-    )
