@@ -34,7 +34,7 @@ from sessiond_client.protocol import (
 from sessiond_client.results import Resolution, ServerInfo, Session, SessionPage
 
 ENTRY = {"sessionId": "s-1", "updatedAt": 10, "label": "x", "futureField": [1]}
-request_decoder = msgspec.msgpack.Decoder(Request)
+request_decoder: msgspec.msgpack.Decoder[Request] = msgspec.msgpack.Decoder(Request)
 
 
 def ok_reply(result: Any, request_id: int = 1) -> bytes:
@@ -297,8 +297,10 @@ def test_every_write_call_carries_a_fresh_request_token() -> None:
         assert token
         assert wire(call)["request_token"] == token
         tokens.append(token)
-    again = [call.request for call in every_call() if call.op in WRITE_OPS]
-    tokens.extend(request.request_token for request in again)  # type: ignore[attr-defined]
+    for request in (call.request for call in every_call() if call.op in WRITE_OPS):
+        assert isinstance(request, WriteRequestBase)
+        assert request.request_token
+        tokens.append(request.request_token)
     assert len(set(tokens)) == len(tokens), "tokens are unique per call"
 
 

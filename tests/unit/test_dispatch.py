@@ -132,7 +132,7 @@ def test_bad_keys_are_invalid_requests(dispatcher: Dispatcher, stores: Stores, k
 
 @pytest.mark.parametrize("key", ["k", "k" * MAX_KEY_BYTES, "é" * 8, "🙂" * 4])
 def test_keys_up_to_the_byte_limit_are_accepted(dispatcher: Dispatcher, key: str) -> None:
-    # The limit is in UTF-8 bytes: 8 × "é" is 16 bytes, 4 × "🙂" is 16 bytes.
+    # The limit is in UTF-8 bytes: "é" * 8 is 16 bytes, "🙂" * 4 is 16 bytes.
     for request in requests_with_key(key):
         dispatcher.handle(request)
 
@@ -156,11 +156,12 @@ def test_bad_fields_are_invalid_requests(
 ) -> None:
     dispatcher.handle(PatchRequest(id=1, key="k", patch={"sessionId": "s"}))
     stores.changes.clear()
-    for request in [
+    bad_writes: list[Request] = [
         PatchRequest(id=1, key="k", patch=fields),
         UpdateRequest(id=1, key="k", patch=fields),
         ReplaceRequest(id=1, key="k", entry={"sessionId": "s", **fields}),
-    ]:
+    ]
+    for request in bad_writes:
         with pytest.raises(InvalidRequestError):
             dispatcher.handle(request)
     assert stores.changes == []

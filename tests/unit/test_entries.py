@@ -68,8 +68,9 @@ def test_revision_is_a_content_hash() -> None:
 
 def test_revision_is_computed_lazily_and_cached() -> None:
     stored = encode_entry({"a": 1})
-    assert stored.cached_revision is None
+    cached_before = stored.cached_revision
     revision = stored.revision
+    assert cached_before is None
     assert stored.cached_revision == revision
     assert stored.revision is revision
 

@@ -57,7 +57,7 @@ DESIGN_OPS = {
     "stats",
 }
 
-request_decoder = msgspec.msgpack.Decoder(Request)
+request_decoder: msgspec.msgpack.Decoder[Request] = msgspec.msgpack.Decoder(Request)
 
 
 def frame(payload: bytes) -> bytes:

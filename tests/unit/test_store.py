@@ -119,7 +119,7 @@ def test_new_session_ids_are_minted_only_when_needed() -> None:
 
 
 @pytest.mark.parametrize(
-    ("existing_ms", "patch_ms", "now_ms", "expected_ms"),
+    "case",
     [
         (100, 200, 300, 300),  # now is newest
         (500, 200, 300, 500),  # existing is newest: never goes backwards
@@ -130,13 +130,9 @@ def test_new_session_ids_are_minted_only_when_needed() -> None:
     ],
 )
 def test_updated_at_is_the_max_of_existing_patch_and_now(
-    clock: Clock,
-    store: SessionStore,
-    existing_ms: int | None,
-    patch_ms: int | None,
-    now_ms: int,
-    expected_ms: int,
+    clock: Clock, store: SessionStore, case: tuple[int | None, int | None, int, int]
 ) -> None:
+    existing_ms, patch_ms, now_ms, expected_ms = case
     existing: dict[str, Any] = {"sessionId": "s"}
     if existing_ms is not None:
         existing["updatedAt"] = existing_ms
