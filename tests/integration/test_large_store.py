@@ -10,8 +10,8 @@ from typing import Any
 
 import msgspec
 import pytest
-from sessiond_client import Client
 
+from sessiond_client import Client
 from tests.support.daemon import DaemonProcess
 
 ENTRIES = 100_000
