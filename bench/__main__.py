@@ -6,10 +6,10 @@ the repetitions, ratios against the baselines) and writes the same as JSON.
 
 - full (default): stores of 1k/10k/100k entries, 5 s per repetition, 3 repetitions, load time
   and memory per entry at every size. Tens of minutes, most of it the file store at 100k.
-- ``--quick``: the 10k store only, 0.75 s per repetition, 3 repetitions, so that the peers
-  and sessiond's contenders together stay under 2 minutes (about 75 s for the peers alone;
-  the file store's 8-process cells take ~3 s each whatever the window: its queued lock
-  waiters finish their operations after the deadline).
+- ``--quick``: the 10k store only, 0.5 s per repetition, 3 repetitions, so that the peers
+  and sessiond's contenders together stay under 2 minutes (about 100 s; the file store's
+  8-process cells take ~3 s each whatever the window: its queued lock waiters finish their
+  operations after the deadline).
 
 Progress goes to stderr, the table to stdout. Benchmarks never assert on speed.
 """
@@ -37,7 +37,7 @@ DEFAULT_JSON: Final = Path(__file__).resolve().parent / "results" / "latest.json
 FULL_SIZES: Final = [1_000, 10_000, 100_000]
 QUICK_SIZES: Final = [10_000]
 FULL_DURATION_S: Final = 5.0
-QUICK_DURATION_S: Final = 0.75
+QUICK_DURATION_S: Final = 0.5
 
 
 def _names(values: list[str] | None) -> list[str]:
@@ -47,7 +47,7 @@ def _names(values: list[str] | None) -> list[str]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="10k store, 0.75 s per repetition")
+    parser.add_argument("--quick", action="store_true", help="10k store, 0.5 s per repetition")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="results file")
     parser.add_argument("--only", nargs="+", help="contender names or families (redis, ...)")
     parser.add_argument("--workloads", nargs="+", help=f"subset of {', '.join(WORKLOADS)}")

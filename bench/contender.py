@@ -115,10 +115,9 @@ class Contender(abc.ABC):
     def teardown(self) -> None:
         """Stop processes started by ``setup``; leave nothing running. Must be idempotent."""
 
-    def quiesce(self) -> None:
+    def quiesce(self) -> None:  # noqa: B027 - an optional hook, a no-op by default
         """Called before every repetition, untimed: let work left by the previous cell finish
         (a pending flush), so one cell's writes are not paid for by the next cell."""
-        return None
 
     def server_pids(self) -> list[int]:
         """Processes serving the store now (pinned per workload by ``bench.placement``)."""

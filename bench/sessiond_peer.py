@@ -242,28 +242,37 @@ class SessiondContender(Contender):
         return [] if self._daemon is None else [self._daemon.pid]
 
     def measure_load(self, store_size: int, work_dir: Path) -> LoadResult | None:
-        """Daemon start to first answered get (lazy load included); RSS growth per entry."""
+        """Daemon start to first answered get; RSS over a daemon serving an empty store.
+
+        The baseline is a separate run on an empty state directory, so the number is right
+        whether the daemon loads stores eagerly at start or lazily on first use."""
         if self.durable:
             return None  # the same daemon and store as the non-durable contender
-        write_store_file(work_dir / "state" / STORE_RELATIVE_PATH, dict(iter_store(store_size)))
+        empty_rss, _ = self._timed_first_get(work_dir / "empty")
+        loaded_dir = work_dir / "loaded"
+        write_store_file(loaded_dir / "state" / STORE_RELATIVE_PATH, dict(iter_store(store_size)))
+        loaded_rss, load_time_s = self._timed_first_get(loaded_dir)
+        return LoadResult(
+            load_time_s=load_time_s,
+            bytes_per_entry=(loaded_rss - empty_rss) / max(1, store_size),
+            details={"rss_bytes": loaded_rss, "empty_rss_bytes": empty_rss},
+        )
+
+    def _timed_first_get(self, work_dir: Path) -> tuple[int, float]:
+        """Start a daemon on ``work_dir``, answer one get: (its RSS then, seconds taken)."""
+        work_dir.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         daemon, socket_path = self._start(work_dir)
         try:
-            empty_rss = rss_bytes(daemon.pid)
             ops = SessiondFactory(socket_path).open_sync()
             try:
                 ops.get(session_key(0))
             finally:
                 ops.close()
-            load_time_s = time.perf_counter() - started
-            loaded_rss = rss_bytes(daemon.pid)
+            elapsed_s = time.perf_counter() - started
+            return rss_bytes(daemon.pid), elapsed_s
         finally:
             daemon.stop(timeout_s=60.0)
-        return LoadResult(
-            load_time_s=load_time_s,
-            bytes_per_entry=(loaded_rss - empty_rss) / max(1, store_size),
-            details={"rss_bytes": loaded_rss},
-        )
 
     def info(self) -> dict[str, Any]:
         return {

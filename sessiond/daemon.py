@@ -46,7 +46,7 @@ log = logging.getLogger("sessiond")
 EXIT_OK = 0
 EXIT_FLUSH_FAILED = 1
 EXIT_IN_USE = 75
-STATUS_INTERVAL_S = 5.0
+STATUS_INTERVAL_S = 1.0
 
 
 class AlreadyRunningError(RuntimeError):

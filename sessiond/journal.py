@@ -20,6 +20,7 @@ segment is kept aside for inspection.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import struct
@@ -145,11 +146,17 @@ class JournalSegment:
         self.closed = False
 
     def append(self, data: bytes | bytearray) -> None:
-        """Write all of ``data``; on error the segment may hold a torn record at its end."""
+        """Write all of ``data``. On error, cut the segment back to its previous length
+        (best effort) so no torn record is left in the middle of it, and re-raise."""
         with memoryview(data) as view:
             written = 0
-            while written < len(view):
-                written += os.write(self.fd, view[written:])
+            try:
+                while written < len(view):
+                    written += os.write(self.fd, view[written:])
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self.fd, self.size_bytes)
+                raise
         self.size_bytes += len(data)
 
     def fsync(self) -> None:

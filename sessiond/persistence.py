@@ -160,9 +160,13 @@ class StorePersistence:
 
     def _start_segment(self) -> None:
         """Switch appends to a new segment, carrying the remembered request tokens into it."""
-        segment = JournalSegment(
-            segment_path(self.path, self.next_generation), self.next_generation
-        )
+        try:
+            segment = JournalSegment(
+                segment_path(self.path, self.next_generation), self.next_generation
+            )
+        except OSError as error:
+            self._journal_failed(error)
+            return
         self.next_generation += 1
         self.segments.append(segment)
         self.journal_ok = True
@@ -304,7 +308,10 @@ class StorePersistence:
         self.waiters = remaining
 
     def _unavailable_message(self) -> str:
-        return f"persistence of {self.path} is failing: {self.stats.last_error}"
+        return (
+            f"persistence of {self.path} is failing ({self.stats.last_error}); the write is "
+            "applied in memory and will be saved when the disk recovers"
+        )
 
     def _note_failure(self, message: str) -> None:
         self.stats.last_error = message
@@ -326,7 +333,11 @@ class StorePersistence:
     async def _sync_loop(self) -> None:
         while True:
             await _sleep_until_due(self.wake_sync, self._sync_delay_s)
-            await self._sync_once()
+            try:
+                await self._sync_once()
+            except Exception:  # a bug must not stop persistence for good
+                log.exception("%s: unexpected error while syncing the journal", self.path)
+                self._journal_failed(OSError("journal sync failed unexpectedly"))
 
     async def _sync_once(self) -> None:
         self.append_pending()
@@ -350,14 +361,21 @@ class StorePersistence:
     # -- snapshots -------------------------------------------------------------------------
 
     def _snapshot_delay_s(self, now: float) -> float | None:
+        """Seconds until the next snapshot is due (``None``: nothing to write).
+
+        Due at ``min(last_change + flush_delay, first_change + flush_max_delay)``, at once
+        when forced (``flush``, a durable write without a journal), but never before the
+        backoff after a failure has passed.
+        """
         if self.force_snapshot:
-            return 0.0
-        if self.first_dirty_at is None:
+            deadline = now
+        elif self.first_dirty_at is None:
             return None
-        deadline = min(
-            self.last_change_at + self.config.flush_delay_s,
-            self.first_dirty_at + self.config.flush_max_delay_s,
-        )
+        else:
+            deadline = min(
+                self.last_change_at + self.config.flush_delay_s,
+                self.first_dirty_at + self.config.flush_max_delay_s,
+            )
         if self.retry_at is not None:
             deadline = max(deadline, self.retry_at)
         return max(0.0, deadline - now)
@@ -365,7 +383,12 @@ class StorePersistence:
     async def _snapshot_loop(self) -> None:
         while True:
             await _sleep_until_due(self.wake_snapshot, self._snapshot_delay_s)
-            await self.snapshot_once()
+            try:
+                await self.snapshot_once()
+            except Exception:  # a bug must not stop persistence for good
+                log.exception("%s: unexpected error while writing a snapshot", self.path)
+                self.retry_at = time.monotonic() + self.retry_delay_s
+                self.first_dirty_at = self.first_dirty_at or time.monotonic()
 
     async def snapshot_once(self) -> bool:
         """Write one snapshot of the current entries; True on success."""
