@@ -9,6 +9,7 @@ sockets and costs no task switch on the hot path.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -93,6 +94,13 @@ def agents_of(request: Request) -> tuple[str, ...]:
             return (agent_of(agent, session_key if isinstance(session_key, str) else None),)
         case _:
             return (agent_of(request.agent, getattr(request, "key", None)),)
+
+
+def check_minutes(name: str, minutes: float) -> float:
+    """A duration in minutes must be a finite, non-negative number (NaN would disable it)."""
+    if not math.isfinite(minutes) or minutes < 0:
+        raise InvalidRequestError(f"{name} must be a finite number >= 0, got {minutes!r}")
+    return minutes
 
 
 def _entry_result(key: str, entry: StoredEntry) -> EntryResult:
@@ -252,7 +260,8 @@ class Dispatcher:
             raise InvalidRequestError(f"limit must be 1 to {self.limits.max_list_limit}")
         active_since_ms = None
         if request.active_minutes is not None:
-            active_since_ms = self.clock_ms() - request.active_minutes * 60_000
+            minutes = check_minutes("active_minutes", request.active_minutes)
+            active_since_ms = self.clock_ms() - minutes * 60_000
         selection = ListFilter(
             prefix=request.prefix,
             active_since_ms=active_since_ms,
@@ -312,6 +321,8 @@ class Dispatcher:
         return store.delete(key, if_revision=request.if_revision, token=request.request_token)
 
     def resolve(self, request: ResolveRequest) -> Any:
+        if request.idle_minutes is not None:
+            check_minutes("idle_minutes", request.idle_minutes)
         (agent_id,) = agents_of(request)
         store = self.stores.store_for(agent_id, for_write=True)
         options = ResolveOptions.from_request(request, self.config.session_config_for(agent_id))

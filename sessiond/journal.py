@@ -1,12 +1,12 @@
 """The append-only journal beside a snapshot: record format, segment files, replay. Does I/O
 (file append, fsync, read); the record codec functions are pure.
 
-Every accepted change is one record: ``>II`` header (payload length, CRC-32 of the
-payload) then a msgpack payload ``["e", key, entry_json, token]`` where ``entry_json``
-is the entry's compact JSON (bytes) or nil for a delete, and ``token`` the request token
-of the write (nil if none). A record holds the entry's whole new value, not the
-operation, so replaying a record twice, or replaying records a snapshot already covers,
-is harmless: the last record of a key wins. A segment may start with a
+Every accepted change is one record: a ``>III`` header (payload length, CRC-32 of the
+payload, CRC-32 of those 8 header bytes) then a msgpack payload
+``["e", key, entry_json, token]``: the entry's compact JSON (bytes), or nil for a delete,
+and the request token of the write (nil if none). A record holds the entry's whole new
+value, not the operation, so replaying a record twice, or replaying records a snapshot
+already covers, is harmless: the last record of a key wins. A segment may start with a
 ``["t", [[token, key], ...]]`` record carrying the request tokens still remembered from
 earlier segments (see :mod:`sessiond.dedup`).
 
@@ -42,7 +42,8 @@ __all__ = [
     "segment_path",
 ]
 
-RECORD_HEADER: Final = struct.Struct(">II")
+RECORD_HEADER: Final = struct.Struct(">III")
+"""Payload length, CRC-32 of the payload, CRC-32 of the first two fields."""
 MAX_RECORD_BYTES: Final = 1 << 30
 _encoder = msgspec.msgpack.Encoder()
 
@@ -75,7 +76,12 @@ class ReplayReport(msgspec.Struct):
 
 def encode_record(record: JournalRecord | TokensRecord) -> bytes:
     payload = _encoder.encode(record)
-    return RECORD_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+    length_and_checksum = _LENGTH_AND_CHECKSUM.pack(len(payload), zlib.crc32(payload))
+    return length_and_checksum + _HEADER_CHECKSUM.pack(zlib.crc32(length_and_checksum)) + payload
+
+
+_LENGTH_AND_CHECKSUM: Final = struct.Struct(">II")
+_HEADER_CHECKSUM: Final = struct.Struct(">I")
 
 
 def read_records(data: bytes, report: ReplayReport) -> Iterator[JournalRecord | TokensRecord]:
@@ -85,8 +91,12 @@ def read_records(data: bytes, report: ReplayReport) -> Iterator[JournalRecord | 
         while offset < size:
             if size - offset < RECORD_HEADER.size:
                 break
-            length, checksum = RECORD_HEADER.unpack_from(view, offset)
+            length, checksum, header_checksum = RECORD_HEADER.unpack_from(view, offset)
             start, end = offset + RECORD_HEADER.size, offset + RECORD_HEADER.size + length
+            # A bad length must not pass for a torn tail (and drop every later record).
+            if zlib.crc32(view[offset : offset + 8]) != header_checksum:
+                report.corrupt = f"damaged header in the record at byte {offset}"
+                return
             if length > MAX_RECORD_BYTES:
                 report.corrupt = f"record at byte {offset} announces {length} bytes"
                 return

@@ -27,10 +27,15 @@ Number = int | float
 
 
 class SessionEntry(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
-    """Typed view of one entry. ``None`` means the field is absent from the stored object."""
+    """Typed view of one entry. ``None`` means the field is absent from the stored object.
 
-    session_id: str
-    updated_at: Number
+    Every stored entry has ``sessionId`` and ``updatedAt``; the defaults (``""``, ``0``) only
+    appear for a hand-edited entry that lacks them, and :meth:`to_dict` leaves them out
+    again. For an exact copy of what is stored use ``Session.data``.
+    """
+
+    session_id: str = ""
+    updated_at: Number = 0
     session_file: str | None = None
     spawned_by: str | None = None
     system_sent: bool | None = None
@@ -99,7 +104,7 @@ class SessionEntry(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=T
 def _convert_field_by_field(
     cls: type[SessionEntry], known: dict[str, Any]
 ) -> tuple[SessionEntry, dict[str, Any]]:
-    valid: dict[str, Any] = {"sessionId": "", "updatedAt": 0}
+    valid: dict[str, Any] = {}
     misfits: dict[str, Any] = {}
     for name, value in known.items():
         try:

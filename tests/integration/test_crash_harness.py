@@ -64,9 +64,10 @@ def read_ops(log_paths: list[Path]) -> dict[str, list[Op]]:
             if state == "ack":
                 acked[(key, int(seq))] = int(ack_ms)
     ops: dict[str, list[Op]] = {}
-    for (key, seq), (kind, durable) in tried.items():
-        ack_ms = acked.get((key, seq))
-        ops.setdefault(key, []).append(Op(seq, kind, durable, ack_ms is not None, ack_ms or 0))
+    for (op_key, op_seq), (op_kind, op_durable) in tried.items():
+        acked_at = acked.get((op_key, op_seq))
+        op = Op(op_seq, op_kind, op_durable, acked_at is not None, acked_at or 0)
+        ops.setdefault(op_key, []).append(op)
     for key_ops in ops.values():
         key_ops.sort(key=lambda op: op.seq)
     return ops

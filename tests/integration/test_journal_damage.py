@@ -3,12 +3,12 @@ damage is reported, and the damaged segment is kept for inspection."""
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from sessiond.journal import JournalRecord, encode_record
 from tests.support.daemon import DaemonProcess
 
 NO_SNAPSHOTS = {"persistence": {"flush_delay_s": 60.0, "flush_max_delay_s": 60.0}}
@@ -38,13 +38,14 @@ def test_torn_last_record_is_dropped_and_reported(
     make_daemon: Callable[..., DaemonProcess],
 ) -> None:
     daemon = crashed_daemon_with_journal(make_daemon)
+    record = encode_record(JournalRecord("agent:main:torn", b'{"label":"never acked"}'))
     with only_segment(daemon).open("ab") as journal:
-        journal.write(struct.pack(">II", 500, 0) + b"\x93\xa1e")  # header promises 500 bytes
+        journal.write(record[:-5])  # the crash hit in the middle of this append
     daemon.start()
     assert labels(daemon) == {f"agent:main:k{i}": f"v{i}" for i in range(10)}
     with daemon.client() as client:
         stats = client.stats()["stores"]["main"]
-    assert stats["journal_dropped_bytes"] == 11
+    assert stats["journal_dropped_bytes"] == len(record) - 5
     assert stats["journal_corruption"] is None
     assert "torn record" in daemon.log()
 

@@ -25,8 +25,10 @@ class DiskFault:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
+        self.filler = state_dir / "filler"
+        self.pid: int | None = None
         if os.environ.get("SESSIOND_TEST_DISK_FAULT") == "rlimit":  # exercise the fallback
-            self.kind, self.filler, self.pid = "rlimit", state_dir / "filler", None
+            self.kind = "rlimit"
             return
         mounted = subprocess.run(
             ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0700", "tmpfs", str(state_dir)],
@@ -34,8 +36,6 @@ class DiskFault:
             check=False,
         )
         self.kind = "tmpfs" if mounted.returncode == 0 else "rlimit"
-        self.filler = state_dir / "filler"
-        self.pid: int | None = None
 
     @property
     def wrapper(self) -> list[str]:

@@ -60,17 +60,29 @@ def record_offsets(records: list[tuple[str, bytes | None]] = RECORDS) -> list[in
 # --- record format ----------------------------------------------------------------------------
 
 
-def test_record_layout_is_length_crc_then_msgpack_payload() -> None:
+def test_record_layout_is_length_crc_header_crc_then_msgpack_payload() -> None:
     record = change("k", b"{}")
-    length, checksum = struct.unpack_from(">II", record)
-    payload = record[8:]
+    length, checksum, header_checksum = struct.unpack_from(">III", record)
+    payload = record[12:]
     assert length == len(payload)
     assert checksum == zlib.crc32(payload)
+    assert header_checksum == zlib.crc32(record[:8])
     assert msgspec.msgpack.decode(payload)[1:3] == ["k", b"{}"]
 
 
+def test_a_damaged_length_is_corruption_not_a_torn_tail() -> None:
+    data = change("a", b"1") + change("b", b"2") + change("c", b"3")
+    second = len(change("a", b"1"))
+    damaged = bytearray(data)
+    damaged[second] ^= 0x40  # the length now points far past the end of the segment
+    records, report = replay(bytes(damaged))
+    assert records == [("a", b"1")]
+    assert report.corrupt is not None and "header" in report.corrupt
+    assert report.torn_bytes == 0
+
+
 def test_a_delete_record_carries_nil() -> None:
-    payload = change("k", None)[8:]
+    payload = change("k", None)[12:]
     assert msgspec.msgpack.decode(payload)[1:3] == ["k", None]
 
 
@@ -181,7 +193,8 @@ def test_an_absurd_length_is_corruption_not_a_torn_tail() -> None:
 
 def test_a_checksummed_payload_of_the_wrong_shape_is_corruption() -> None:
     payload = msgspec.msgpack.encode({"not": "a record"})
-    bogus = struct.pack(">II", len(payload), zlib.crc32(payload)) + payload
+    head = struct.pack(">II", len(payload), zlib.crc32(payload))
+    bogus = head + struct.pack(">I", zlib.crc32(head)) + payload
     records, report = replay(change("ok", b"1") + bogus + change("after", b"2"))
     assert records == [("ok", b"1")]
     assert report.corrupt is not None
