@@ -96,6 +96,22 @@ def agents_of(request: Request) -> tuple[str, ...]:
             return (agent_of(request.agent, getattr(request, "key", None)),)
 
 
+class MessageContext(msgspec.Struct, rename=None, forbid_unknown_fields=False):
+    """The MsgContext fields ``resolve`` reads, with their types (others pass through)."""
+
+    From: str | None = None
+    ChatType: str | None = None
+    Provider: str | None = None
+    SessionKey: str | None = None
+    GroupSubject: str | None = None
+    GroupRoom: str | None = None
+    GroupSpace: str | None = None
+    ThreadLabel: str | None = None
+    MessageThreadId: str | int | None = None
+    Body: str | None = None
+    RawBody: str | None = None
+
+
 def check_minutes(name: str, minutes: float) -> float:
     """A duration in minutes must be a finite, non-negative number (NaN would disable it)."""
     if not math.isfinite(minutes) or minutes < 0:
@@ -323,6 +339,10 @@ class Dispatcher:
     def resolve(self, request: ResolveRequest) -> Any:
         if request.idle_minutes is not None:
             check_minutes("idle_minutes", request.idle_minutes)
+        try:
+            msgspec.convert(request.ctx, MessageContext)
+        except msgspec.ValidationError as error:
+            raise InvalidRequestError(f"invalid ctx: {error}") from error
         (agent_id,) = agents_of(request)
         store = self.stores.store_for(agent_id, for_write=True)
         options = ResolveOptions.from_request(request, self.config.session_config_for(agent_id))

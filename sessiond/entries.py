@@ -14,20 +14,32 @@ The revision is a 64-bit BLAKE2b digest of the compact encoding (hex). It needs 
 extra state on disk, so it stays valid across restarts: a client may read, restart the
 daemon, and still compare-and-set with what it read. It is computed on first use, so
 loading a large store does not hash every entry.
+
+Lone UTF-16 surrogates: the original's files may hold them (``JSON.stringify`` writes a
+string that ``slice`` cut inside an emoji as ``"\\ud83d"``). They are kept, as that
+escape, through load → update → flush; msgspec cannot decode or encode them, so such an
+entry (rare) takes the stdlib ``json`` path. :meth:`StoredEntry.exact_value` returns them
+as they are; :meth:`StoredEntry.value` (what replies carry) shows each as U+FFFD, because
+msgpack strings are UTF-8.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
-from typing import Any
+import re
+from typing import Any, Final
 
 import msgspec
+
+from sessiond_client.jscompat import js_truthy
 
 __all__ = [
     "StoredEntry",
     "decode_entry",
     "encode_entry",
+    "encode_json_slowly",
     "entry_from_json",
     "revision_of",
 ]
@@ -41,6 +53,7 @@ class _UpdatedAtOnly(msgspec.Struct, rename="camel"):
 
 
 _updated_at_decoder = msgspec.json.Decoder(_UpdatedAtOnly)
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 
 class StoredEntry(msgspec.Struct, gc=False):
@@ -58,8 +71,26 @@ class StoredEntry(msgspec.Struct, gc=False):
         return revision
 
     def value(self) -> Any:
-        """The entry as Python values (a fresh object each call: callers may keep it)."""
-        return _json_decoder.decode(self.json_bytes)
+        """The entry as Python values (a fresh object each call: callers may keep it).
+
+        Lone surrogates are shown as U+FFFD so the value can cross the wire."""
+        try:
+            return _json_decoder.decode(self.json_bytes)
+        except msgspec.DecodeError:
+            return _without_lone_surrogates(json.loads(self.json_bytes))
+
+    def exact_value(self) -> Any:
+        """The entry exactly as stored, lone surrogates included (for merges)."""
+        try:
+            return _json_decoder.decode(self.json_bytes)
+        except msgspec.DecodeError:
+            return json.loads(self.json_bytes)
+
+    @property
+    def is_truthy(self) -> bool:
+        """JS truthiness of the value: ``null``, ``false``, ``0`` and ``""`` are not
+        sessions (the original's ``if (!existing) return null``)."""
+        return self.json_bytes[:1] in (b"{", b"[") or js_truthy(self.value())
 
 
 def revision_of(json_bytes: bytes) -> str:
@@ -76,11 +107,46 @@ def _updated_at_ms_of(value: Any) -> float:
 
 def encode_entry(value: Any) -> StoredEntry:
     """Store a Python value (normally a dict). Non-finite floats encode as ``null`` like JS."""
-    return StoredEntry(_json_encoder.encode(value), _updated_at_ms_of(value))
+    try:
+        json_bytes = _json_encoder.encode(value)
+    except UnicodeEncodeError:  # a lone surrogate: write it as JSON.stringify does
+        json_bytes = encode_json_slowly(value)
+    return StoredEntry(json_bytes, _updated_at_ms_of(value))
 
 
 def decode_entry(entry: StoredEntry) -> Any:
-    return _json_decoder.decode(entry.json_bytes)
+    return entry.value()
+
+
+def encode_json_slowly(value: Any, *, indent: int | None = None) -> bytes:
+    """JSON as ``JSON.stringify`` writes it, for values msgspec cannot encode: lone
+    surrogates as ``\\udXXX`` escapes, non-finite numbers as null."""
+    separators = (",", ":") if indent is None else (",", ": ")
+    text = json.dumps(
+        _finite(value), ensure_ascii=False, indent=indent, separators=separators, allow_nan=False
+    )
+    return _LONE_SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text).encode()
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with non-finite floats as None (``JSON.stringify`` writes them as null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    return value
 
 
 def entry_from_json(raw: bytes | memoryview) -> StoredEntry:
@@ -89,7 +155,10 @@ def entry_from_json(raw: bytes | memoryview) -> StoredEntry:
     The bytes are re-emitted compact so the revision depends only on content, not on
     the indentation of the file it came from.
     """
-    compact = msgspec.json.format(bytes(raw), indent=-1)
+    try:
+        compact = msgspec.json.format(bytes(raw), indent=-1)
+    except msgspec.DecodeError:  # lone surrogate escapes: msgspec cannot read them
+        return encode_entry(json.loads(bytes(raw)))
     try:
         updated_at = _updated_at_decoder.decode(compact).updated_at
     except msgspec.ValidationError:  # not an object: a string, array, null...

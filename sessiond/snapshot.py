@@ -4,14 +4,18 @@ The file is the original's: one JSON object ``{key: entry}``, indented by 2 with
 trailing newline (``JSON.stringify(store, null, 2)``), or compact when configured.
 
 Parsing tries msgspec's strict JSON first, reading each entry as raw bytes (no Python
-objects are built for the entries), and falls back to json5 only when the strict parse
-fails (json5 is thousands of times slower; it is there for hand-edited files). json5
-leaves escaped surrogate pairs (``"\\ud83d\\ude00"``) as two code points, which cannot be
-encoded as UTF-8; they are joined as ``JSON.parse`` joins them, and a lone surrogate
-(``JSON.stringify`` writes one as an escape) becomes U+FFFD, as undecodable bytes do,
-rather than failing the whole store. An empty or whitespace-only file is an empty
-store. Anything else that does not parse to an object raises :class:`CorruptStoreError`;
-the caller moves the file aside.
+objects are built for the entries). A UTF-8 BOM is skipped first (``JSON5.parse``
+treats it as whitespace). When that fails, the stdlib's strict JSON parser is tried
+(it reads what msgspec cannot: lone surrogate escapes such as ``"\\ud83d"``, which
+``JSON.stringify`` writes for a string cut inside an emoji, and ``NaN``/``Infinity``),
+and only then json5 (thousands of times slower; it is there for hand-edited files).
+json5 leaves escaped surrogate pairs (``"\\ud83d\\ude00"``) as two code points; they
+are joined as ``JSON.parse`` joins them, and a lone surrogate in a value is kept (see
+:mod:`sessiond.entries`). A lone surrogate in a *key* becomes U+FFFD: keys travel in every
+``list`` reply, and msgpack cannot carry one. Non-finite numbers (JSON5 ``NaN``, ``Infinity``) are stored as
+``null``, which is what the original wrote for them. An empty or whitespace-only file is
+an empty store. Anything else that does not parse to an object raises
+:class:`CorruptStoreError`; the caller moves the file aside.
 
 Rendering yields the document in chunks of a few hundred entries so the I/O shell can
 write each one and let the event loop serve requests between them.
@@ -19,6 +23,7 @@ write each one and let the event loop serve requests between them.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator
 from itertools import islice
@@ -27,7 +32,7 @@ from typing import Any, Final
 import json5
 import msgspec
 
-from sessiond.entries import StoredEntry, encode_entry, entry_from_json
+from sessiond.entries import StoredEntry, encode_entry, encode_json_slowly, entry_from_json
 
 __all__ = [
     "CHUNK_ENTRIES",
@@ -42,6 +47,7 @@ _JS_WHITESPACE: Final = " \t\n\r\v\f\ufeff\u00a0\u1680\u2028\u2029\u202f\u205f\u
     chr(code) for code in range(0x2000, 0x200B)
 )
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
+_UTF8_BOM: Final = b"\xef\xbb\xbf"
 _raw_map_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _encoder = msgspec.json.Encoder()
 
@@ -53,57 +59,78 @@ class CorruptStoreError(ValueError):
 class ParsedStore(msgspec.Struct):
     entries: dict[str, StoredEntry]
     syntax: str
-    """``"json"``, ``"json5"`` or ``"empty"``."""
+    """``"json"``, ``"json5"`` or ``"empty"`` (strict JSON read by either parser is "json")."""
 
 
 def parse_store(data: bytes) -> ParsedStore:
     """Parse a store file's bytes."""
     try:
-        raw_entries = _raw_map_decoder.decode(data)
+        raw_entries = _raw_map_decoder.decode(data.removeprefix(_UTF8_BOM))
     except msgspec.ValidationError as error:
         raise CorruptStoreError(f"the top-level JSON value is not an object: {error}") from error
     except msgspec.DecodeError:
-        return _parse_json5(data)
+        return _parse_slowly(data)
     return ParsedStore({key: entry_from_json(raw) for key, raw in raw_entries.items()}, "json")
 
 
-def _parse_json5(data: bytes) -> ParsedStore:
+def _parse_slowly(data: bytes) -> ParsedStore:
     text = data.decode("utf-8", errors="replace")
+    try:
+        value: Any = json.loads(text.removeprefix("\ufeff"))
+    except (ValueError, RecursionError):
+        return _parse_json5(text)
+    return _parsed_value(value, "json")
+
+
+def _parse_json5(text: str) -> ParsedStore:
     if not text.strip(_JS_WHITESPACE):
         return ParsedStore({}, "empty")
     try:
         value: Any = json5.loads(text.removeprefix("\ufeff"))
     except (ValueError, RecursionError) as error:
         raise CorruptStoreError(f"not valid JSON or JSON5: {error}") from error
+    return _parsed_value(value, "json5")
+
+
+def _parsed_value(value: Any, syntax: str) -> ParsedStore:
     if not isinstance(value, dict):
         raise CorruptStoreError(f"the top-level value is a {type(value).__name__}, not an object")
     entries = {
-        _without_surrogates(str(key)): encode_entry(_without_surrogates(entry))
-        for key, entry in value.items()
+        _key_text(str(key)): encode_entry(_paired_surrogates(entry)) for key, entry in value.items()
     }
-    return ParsedStore(entries, "json5")
+    return ParsedStore(entries, syntax)
 
 
-def _without_surrogates(value: Any) -> Any:
-    """``value`` with escaped surrogate pairs joined and lone surrogates replaced."""
+def _key_text(key: str) -> str:
+    if _SURROGATE.search(key) is None:
+        return key
+    return key.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def _paired_surrogates(value: Any) -> Any:
+    """``value`` with escaped surrogate pairs joined into one character (lone ones kept)."""
     if isinstance(value, str):
         if _SURROGATE.search(value) is None:
             return value
-        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
     if isinstance(value, dict):
-        return {_without_surrogates(key): _without_surrogates(item) for key, item in value.items()}
+        return {_paired_surrogates(key): _paired_surrogates(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_without_surrogates(item) for item in value]
+        return [_paired_surrogates(item) for item in value]
     return value
 
 
 def _render_chunk_body(items: list[tuple[str, StoredEntry]], *, pretty: bool) -> bytes:
     """The members of one chunk, without the enclosing braces."""
     document = _encoder.encode({key: msgspec.Raw(entry.json_bytes) for key, entry in items})
-    if pretty:
+    if not pretty:
+        return document[1:-1]
+    try:
         # format() gives "{\n  ...\n}"; keep the members with their leading newline.
         return msgspec.json.format(document, indent=2)[1:-2]
-    return document[1:-1]
+    except msgspec.DecodeError:  # an entry holds a lone surrogate escape
+        exact = {key: entry.exact_value() for key, entry in items}
+        return encode_json_slowly(exact, indent=2)[1:-2]
 
 
 def render_store(

@@ -10,6 +10,11 @@ Write semantics are the original's ``mergeSessionEntry``: ``sessionId`` kept or 
 a ``null`` patch value deletes the field (it plays the part of JS ``undefined``).
 Compare-and-set: every write takes an optional ``if_revision``; a mismatch (including
 "expected an entry but there is none") raises :class:`ConflictError`.
+
+A stored value that JS finds falsy (``null``, ``false``, ``0``, ``""``: possible in a file
+the original wrote) is not a session: :meth:`SessionStore.get` and ``update`` treat it
+as missing, as the original's ``if (!existing) return null`` did, while ``patch``,
+``update_last_route`` and ``resolve`` replace it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,12 @@ __all__ = ["ChangeListener", "SessionStore"]
 
 ChangeListener = Callable[[str, str, "StoredEntry | None", "str | None"], None]
 """Called as ``on_change(agent_id, key, new_entry_or_None_if_deleted, request_token)``."""
+
+
+def _require_text_or_none(value: object, name: str) -> None:
+    # The original called value?.trim(): anything but a string or nullish threw.
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{name} must be a string or None, got {type(value).__name__}")
 
 
 def _ignore_change(agent_id: str, key: str, entry: StoredEntry | None, token: str | None) -> None:
@@ -64,7 +75,9 @@ class SessionStore:
         return len(self.entries)
 
     def get(self, key: str) -> StoredEntry | None:
-        return self.entries.get(key)
+        """The entry under ``key``; None when there is none or its value is JS-falsy."""
+        entry = self.entries.get(key)
+        return entry if entry is not None and entry.is_truthy else None
 
     def set(self, key: str, entry: StoredEntry, token: str | None = None) -> StoredEntry:
         """Store ``entry`` under ``key`` and report the change; refuse oversized entries.
@@ -104,7 +117,7 @@ class SessionStore:
     def merged_value(self, patch: Mapping[str, Any], current: StoredEntry | None) -> Any:
         """The value ``patch`` (wire form: ``None`` deletes) merged into ``current``."""
         js_patch = {name: UNDEFINED if value is None else value for name, value in patch.items()}
-        existing = current.value() if current is not None else UNDEFINED
+        existing = current.exact_value() if current is not None else UNDEFINED
         merged = merge_session_entry(
             existing, js_patch, now_ms=self.clock_ms(), new_session_id=self.new_session_id
         )
@@ -142,7 +155,7 @@ class SessionStore:
     ) -> StoredEntry | None:
         """Merge ``patch`` only if the entry exists; ``None`` if it does not."""
         current = self.check_revision(key, if_revision)
-        if current is None:
+        if current is None or not current.is_truthy:
             return None
         return self.merge(key, patch, current, token)
 
@@ -180,17 +193,16 @@ class SessionStore:
         entry's ``updatedAt`` is left alone unless ``touch``: a delivery receipt is not
         user activity, and bumping it kept idle sessions alive forever.
         """
+        _require_text_or_none(to, "to")
+        _require_text_or_none(account_id, "account_id")
         current = self.entries.get(key)
-        existing = current.value() if current is not None else None
-        previous_account = existing.get("lastAccountId") if isinstance(existing, dict) else None
         trimmed_to = js_trim(to) if to is not None else ""
         trimmed_account = js_trim(account_id) if account_id is not None else ""
-        route: dict[str, Any] = {
-            "lastProvider": provider,
-            "lastTo": trimmed_to or None,
-            "lastAccountId": trimmed_account or previous_account,
-        }
+        route: dict[str, Any] = {"lastProvider": provider, "lastTo": trimmed_to or None}
+        if trimmed_account:
+            route["lastAccountId"] = trimmed_account
         merged = self.merged_value(route, current)
+        existing = current.exact_value() if current is not None else None
         if not touch and isinstance(existing, dict) and "updatedAt" in existing:
             merged["updatedAt"] = existing["updatedAt"]
         return self.set(key, encode_entry(merged), token)

@@ -204,19 +204,26 @@ REFUSED_CLIENTS = """
 import asyncio, json, sys
 from sessiond_client import AsyncClient, Client, RetryPolicy
 NO_RETRY = RetryPolicy(reconnect_timeout_s=0)
-outcomes = []
-def sync_call():
-    with Client(sys.argv[1], retry=NO_RETRY) as client:
-        client.patch("agent:main:bot", {"label": "x"})
-async def async_call():
-    async with AsyncClient(sys.argv[1], retry=NO_RETRY) as client:
-        await client.patch("agent:main:bot", {"label": "x"})
-for _ in range(20):
-    try:
-        sync_call() if sys.argv[2] == "sync" else asyncio.run(async_call())
-        outcomes.append("served")
-    except BaseException as error:
-        outcomes.append(type(error).__name__)
+ATTEMPTS = 20
+def sync_attempts():
+    for _ in range(ATTEMPTS):
+        try:
+            with Client(sys.argv[1], retry=NO_RETRY) as client:
+                client.patch("agent:main:bot", {"label": "x"})
+            yield "served"
+        except BaseException as error:
+            yield type(error).__name__
+async def async_attempts():  # one loop, as in a long-running bot
+    outcomes = []
+    for _ in range(ATTEMPTS):
+        try:
+            async with AsyncClient(sys.argv[1], retry=NO_RETRY) as client:
+                await client.patch("agent:main:bot", {"label": "x"})
+            outcomes.append("served")
+        except BaseException as error:
+            outcomes.append(type(error).__name__)
+    return outcomes
+outcomes = list(sync_attempts()) if sys.argv[2] == "sync" else asyncio.run(async_attempts())
 print(json.dumps(outcomes))
 """
 

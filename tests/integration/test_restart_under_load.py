@@ -33,8 +33,15 @@ def test_clients_ride_through_restarts_without_double_writes(
     results = [daemon.root / f"worker{index}.json" for index in range(4)]
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.support.load_worker", daemon.socket_path,
-             str(result), str(index), str(stop_file)],
+            [
+                sys.executable,
+                "-m",
+                "tests.support.load_worker",
+                daemon.socket_path,
+                str(result),
+                str(index),
+                str(stop_file),
+            ],
             cwd=ROOT,
         )
         for index, result in enumerate(results)

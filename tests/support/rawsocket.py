@@ -14,8 +14,12 @@ __all__ = ["RawPeer"]
 class RawPeer:
     def __init__(self, socket_path: str, timeout_s: float = 5.0) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.connect(socket_path)  # blocking: waits while the accept queue is full
+        except OSError:
+            self.sock.close()
+            raise
         self.sock.settimeout(timeout_s)
-        self.sock.connect(socket_path)
         self.buffer = b""
 
     def __enter__(self) -> RawPeer:

@@ -86,12 +86,30 @@ def test_json5_escaped_surrogate_pairs_are_one_character() -> None:
     assert values(parsed.entries) == {"k": {"label": "hi \U0001f600"}, "\U0001f600": 1}
 
 
-def test_lone_surrogate_escapes_do_not_break_the_load() -> None:
-    # JSON.stringify writes a lone surrogate as "\\udXXX"; the daemon cannot hold one in
-    # UTF-8, so it becomes U+FFFD instead of failing the whole store.
+def test_lone_surrogate_escapes_survive_load_and_render() -> None:
+    # JSON.stringify writes a lone surrogate as "\\udXXX" (a string cut inside an emoji).
+    # A value keeps it (the file round-trips; replies show U+FFFD since msgpack strings
+    # are UTF-8); a key becomes U+FFFD, because keys travel in every list reply.
     parsed = parse_store(b'{"k": {"label": "cut \\ud83d"}, "x\\udc00": 2}')
+    assert parsed.syntax == "json"
     assert values(parsed.entries) == {"k": {"label": "cut \ufffd"}, "x\ufffd": 2}
-    assert b"".join(render_store(parsed.entries.items()))
+    assert parsed.entries["k"].exact_value() == {"label": "cut \ud83d"}
+    rendered = b"".join(render_store(parsed.entries.items()))
+    assert b'"cut \\ud83d"' in rendered
+    assert json.loads(rendered) == {"k": {"label": "cut \ud83d"}, "x\ufffd": 2}
+
+
+def test_a_utf8_bom_does_not_leave_the_fast_path() -> None:
+    parsed = parse_store('\ufeff{"k": {"updatedAt": 3}}'.encode())
+    assert parsed.syntax == "json"
+    assert values(parsed.entries) == {"k": {"updatedAt": 3}}
+
+
+def test_non_finite_numbers_are_stored_as_null() -> None:
+    # JSON has no NaN/Infinity; JSON.stringify wrote them as null, and so does the daemon.
+    parsed = parse_store(b"{k: {updatedAt: NaN, x: Infinity, y: -Infinity}}")
+    assert values(parsed.entries) == {"k": {"updatedAt": None, "x": None, "y": None}}
+    assert parsed.entries["k"].updated_at_ms == 0.0
 
 
 @pytest.mark.parametrize(
