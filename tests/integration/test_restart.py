@@ -75,3 +75,36 @@ def test_debounced_mode_durable_write_survives_kill_9(
     daemon.kill()
     assert json.loads(daemon.store_path.read_text()) == {"agent:main:k": written.data}
     assert not list(daemon.store_path.parent.glob("*.journal.*"))
+
+
+def test_second_daemon_on_the_same_state_dir_fails_clearly(
+    make_daemon: Callable[..., DaemonProcess],
+) -> None:
+    first = make_daemon().start()
+    with first.client() as client:
+        client.patch("agent:main:k", {"label": "first"})
+    second = make_daemon()
+    second.state_dir = first.state_dir  # same state, its own socket
+    second.start(wait=False)
+    assert second.process is not None
+    assert second.process.wait(30) == 75
+    assert "already serving the state directory" in second.log()
+    with first.client() as client:
+        session = client.get("agent:main:k")
+        assert session is not None and session.data["label"] == "first"
+        client.patch("agent:main:k", {"label": "still serving"})
+    assert first.stop() == 0
+
+
+def test_second_daemon_on_the_same_socket_fails_clearly(
+    make_daemon: Callable[..., DaemonProcess],
+) -> None:
+    first = make_daemon().start()
+    second = make_daemon()
+    second.socket_path = first.socket_path  # its own state, the same socket
+    second.start(wait=False)
+    assert second.process is not None
+    assert second.process.wait(30) == 75
+    assert "another process is listening" in second.log()
+    with first.client() as client:
+        assert client.hello().server == "sessiond"
