@@ -38,6 +38,7 @@ FULL_SIZES: Final = [1_000, 10_000, 100_000]
 QUICK_SIZES: Final = [10_000]
 FULL_DURATION_S: Final = 5.0
 QUICK_DURATION_S: Final = 0.5
+BUSY_LOAD_AVERAGE: Final = 1.0
 
 
 def _names(values: list[str] | None) -> list[str]:
@@ -92,7 +93,8 @@ def _meta(args: argparse.Namespace, config: RunConfig, started: float) -> dict[s
         "wall_s": time.time() - started,
         "host": platform.node(),
         "cpus": os.cpu_count(),
-        "load_average": os.getloadavg(),
+        "load_average_start": args.load_average_start,
+        "load_average_end": os.getloadavg(),
         "python": sys.version,
         "platform": platform.platform(),
         **describe_config(config),
@@ -116,6 +118,13 @@ def main(argv: list[str]) -> int:
     config = make_config(args, work_root)
     pool_size = max(WORKLOADS[name].task_count for name in config.workloads)
     started = time.time()
+    args.load_average_start = os.getloadavg()
+    if args.load_average_start[0] > BUSY_LOAD_AVERAGE:
+        print(
+            f"warning: load average {args.load_average_start[0]:.1f} before the run: the"
+            " machine is busy, numbers will be noisy",
+            file=sys.stderr,
+        )
     pool = ClientPool(pool_size)
     try:
         results = run_benchmarks(config, contenders, pool)

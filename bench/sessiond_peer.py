@@ -2,9 +2,10 @@
 
 Written against the announced API (adjust here when it settles):
 
-- daemon: ``sessiond serve --state-dir DIR --socket PATH [--config FILE]`` (the console
-  script when installed, else ``python -m sessiond``), ready when the socket accepts; stores
-  load lazily, so ``setup`` issues one ``get`` before any timed window;
+- daemon: ``python -m sessiond serve --state-dir DIR --socket PATH [--config FILE]`` with
+  the bench's own interpreter and this checkout first on ``PYTHONPATH`` (so the code under
+  test is the working tree, never a stale installed copy), ready when the socket accepts;
+  stores may load lazily, so ``setup`` issues one ``get`` before any timed window;
 - clients: ``from sessiond_client import Client, AsyncClient``; ``Client(socket_path)`` is a
   context manager with ``get(key) -> Session | None`` (``.data`` the stored object,
   ``.entry`` its typed view, ``.revision``), ``patch(key, patch, durable=False) -> Session``
@@ -29,7 +30,6 @@ import contextlib
 import importlib
 import importlib.util
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -78,8 +78,7 @@ def _client_module() -> Any:
 
 
 def daemon_command() -> list[str]:
-    installed = shutil.which("sessiond")
-    return [installed] if installed else [sys.executable, "-m", "sessiond"]
+    return [sys.executable, "-m", "sessiond"]
 
 
 def _daemon_env() -> dict[str, str]:
@@ -97,8 +96,8 @@ def unavailable_reason() -> str | None:
     missing = [name for name in ("Client", "AsyncClient") if not hasattr(client, name)]
     if missing:
         return f"sessiond_client has no {', '.join(missing)} yet"
-    if shutil.which("sessiond") is None and importlib.util.find_spec("sessiond.__main__") is None:
-        return "neither a sessiond command nor sessiond.__main__"
+    if importlib.util.find_spec("sessiond.__main__") is None:
+        return "no sessiond.__main__ (python -m sessiond)"
     return None
 
 

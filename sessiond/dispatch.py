@@ -72,12 +72,28 @@ class StoreAccess(Protocol):
 
 
 def agent_of(request_agent: str | None, key: str | None) -> str:
-    """The agent whose store a request uses: explicit ``agent``, else the key's, else main."""
-    if request_agent is not None:
-        return normalize_agent_id(request_agent)
-    if key is not None:
-        return resolve_agent_id_from_session_key(key)
-    return DEFAULT_AGENT_ID
+    """The agent whose store a request uses: explicit ``agent``, else the key's, else main.
+
+    Memoised: the JS-faithful normalisation costs a few microseconds, and a bot asks for
+    the same few keys over and over.
+    """
+    cache_key = (request_agent, key)
+    agent_id = _AGENT_CACHE.get(cache_key)
+    if agent_id is None:
+        if request_agent is not None:
+            agent_id = normalize_agent_id(request_agent)
+        elif key is not None:
+            agent_id = resolve_agent_id_from_session_key(key)
+        else:
+            agent_id = DEFAULT_AGENT_ID
+        if len(_AGENT_CACHE) >= AGENT_CACHE_SIZE:
+            _AGENT_CACHE.clear()
+        _AGENT_CACHE[cache_key] = agent_id
+    return agent_id
+
+
+AGENT_CACHE_SIZE = 65536
+_AGENT_CACHE: dict[tuple[str | None, str | None], str] = {}
 
 
 def agents_of(request: Request) -> tuple[str, ...]:

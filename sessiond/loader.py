@@ -52,14 +52,21 @@ class LoadedStore(msgspec.Struct, kw_only=True):
     report: LoadReport
 
 
+def _read_snapshot(path: Path) -> bytes | None:
+    try:
+        return read_bytes_if_exists(path)
+    except IsADirectoryError as error:  # unusable like a corrupt file: moved aside the same way
+        raise CorruptStoreError("the store path is a directory, not a file") from error
+
+
 def _load_snapshot(
     path: Path, report: LoadReport, *, repair: bool, refuse: bool
 ) -> dict[str, StoredEntry]:
-    data = read_bytes_if_exists(path)
-    if data is None:
-        return {}
-    report.bytes_on_disk = len(data)
     try:
+        data = _read_snapshot(path)
+        if data is None:
+            return {}
+        report.bytes_on_disk = len(data)
         parsed = parse_store(data)
     except CorruptStoreError as error:
         report.corrupt_error = str(error)

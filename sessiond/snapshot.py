@@ -11,11 +11,13 @@ treats it as whitespace). When that fails, the stdlib's strict JSON parser is tr
 and only then json5 (thousands of times slower; it is there for hand-edited files).
 json5 leaves escaped surrogate pairs (``"\\ud83d\\ude00"``) as two code points; they
 are joined as ``JSON.parse`` joins them, and a lone surrogate in a value is kept (see
-:mod:`sessiond.entries`). A lone surrogate in a *key* becomes U+FFFD: keys travel in every
-``list`` reply, and msgpack cannot carry one. Non-finite numbers (JSON5 ``NaN``, ``Infinity``) are stored as
-``null``, which is what the original wrote for them. An empty or whitespace-only file is
-an empty store. Anything else that does not parse to an object raises
-:class:`CorruptStoreError`; the caller moves the file aside.
+:mod:`sessiond.entries`). A lone surrogate in a *key* becomes U+FFFD: keys travel in
+every ``list`` reply, and msgpack cannot carry one. Non-finite numbers (JSON5 ``NaN``,
+``Infinity``) are stored as ``null``, what the original's next save wrote for them.
+Integers keep all their digits (JSON5.parse rounded them to doubles; JS readers of the
+file still do). An empty or whitespace-only file is an empty store. Anything else that
+does not parse to an object (or a directory where the file belongs, see
+:mod:`sessiond.loader`) raises :class:`CorruptStoreError`; the caller moves it aside.
 
 Rendering yields the document in chunks of a few hundred entries so the I/O shell can
 write each one and let the event loop serve requests between them.
@@ -47,6 +49,14 @@ _JS_WHITESPACE: Final = " \t\n\r\v\f\ufeff\u00a0\u1680\u2028\u2029\u202f\u205f\u
     chr(code) for code in range(0x2000, 0x200B)
 )
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
+# Strings and comments are consumed whole, so a \\u escape matched on its own is in an
+# unquoted key: JSON5.parse rejects one that names a surrogate (the json5 package joins
+# a pair into one character and accepts it).
+_JSON5_SURROGATE_IDENTIFIER: Final = re.compile(
+    r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|//[^\n\r\u2028\u2029]*|/\*.*?\*/"""
+    r"|(\\u[dD][89a-fA-F][0-9a-fA-F]{2})",
+    re.DOTALL,
+)
 _UTF8_BOM: Final = b"\xef\xbb\xbf"
 _raw_map_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _encoder = msgspec.json.Encoder()
@@ -85,6 +95,8 @@ def _parse_slowly(data: bytes) -> ParsedStore:
 def _parse_json5(text: str) -> ParsedStore:
     if not text.strip(_JS_WHITESPACE):
         return ParsedStore({}, "empty")
+    if any(match.group(1) for match in _JSON5_SURROGATE_IDENTIFIER.finditer(text)):
+        raise CorruptStoreError("not valid JSON5: a key escapes a surrogate code unit")
     try:
         value: Any = json5.loads(text.removeprefix("\ufeff"))
     except (ValueError, RecursionError) as error:

@@ -228,16 +228,29 @@ class FrameDecoder:
 
         Raises :class:`FrameTooLargeError` for a header announcing more than the limit;
         the frames completed before it are lost with the connection, which the caller
-        closes anyway.
+        closes anyway. When nothing is buffered (the usual case: whole frames arrive in
+        one read) the payloads are sliced straight out of ``data``.
         """
         buffer = self._buffer
-        buffer += data
+        if buffer:
+            buffer += data
+            payloads, offset = self._split(buffer)
+            if offset:
+                del buffer[:offset]
+        else:
+            payloads, offset = self._split(data)
+            if offset < len(data):
+                buffer += data[offset:] if offset else data
+        return payloads
+
+    def _split(self, source: bytes | bytearray) -> tuple[list[bytes], int]:
+        """The complete payloads at the start of ``source`` and how many bytes they took."""
         header_size = FRAME_HEADER.size
         payloads: list[bytes] = []
         offset = 0
-        available = len(buffer)
+        available = len(source)
         while available - offset >= header_size:
-            (length,) = FRAME_HEADER.unpack_from(buffer, offset)
+            (length,) = FRAME_HEADER.unpack_from(source, offset)
             if length > self._max_frame_bytes:
                 raise FrameTooLargeError(
                     f"frame of {length} bytes exceeds the limit of {self._max_frame_bytes} bytes"
@@ -245,12 +258,9 @@ class FrameDecoder:
             end = offset + header_size + length
             if available < end:
                 break
-            with memoryview(buffer) as view:
-                payloads.append(view[offset + header_size : end].tobytes())
+            payloads.append(bytes(source[offset + header_size : end]))
             offset = end
-        if offset:
-            del buffer[:offset]
-        return payloads
+        return payloads, offset
 
 
 def check_reply_shape(reply: Reply) -> None:

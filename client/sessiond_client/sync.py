@@ -15,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import select
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -42,16 +42,26 @@ from sessiond_client.retry import RetryPolicy
 
 __all__ = ["Client"]
 
-READ_SIZE = 256 * 1024
+READ_SIZE = 64 * 1024
+READ_SLICE_S = 0.05
+"""A blocked read wakes at least this often to check the call's deadline."""
+
+
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
 
 
 class _Waiter:
+    """One call waiting for its reply. The event is only made for a thread that has to
+    sleep while another thread reads (a lone caller reads its own reply)."""
+
     __slots__ = ("error", "event", "reply")
 
     def __init__(self) -> None:
         self.reply: Reply | None = None
         self.error: SessiondError | None = None
-        self.event = threading.Event()
+        self.event: threading.Event | None = None
 
     @property
     def done(self) -> bool:
@@ -59,7 +69,12 @@ class _Waiter:
 
 
 class _Connection:
-    """One socket, shared by threads: leader/follower reading, locked writing."""
+    """One socket, shared by threads: leader/follower reading, locked writing.
+
+    The socket is blocking with ``SO_RCVTIMEO`` = :data:`READ_SLICE_S`, so a read costs one
+    ``recv`` system call (no ``select`` first) and the reader still wakes up regularly to
+    check its deadline; ``SO_SNDTIMEO`` bounds a send to a daemon that stopped reading us.
+    """
 
     def __init__(self, sock: socket.socket, max_frame_bytes: int) -> None:
         self.sock = sock
@@ -70,6 +85,8 @@ class _Connection:
         self.send_lock = threading.Lock()
         self.read_lock = threading.Lock()
         self.broken: SessiondError | None = None
+        self.read_buffer = bytearray(READ_SIZE)
+        self.read_view = memoryview(self.read_buffer)
 
     def send(self, request: Request) -> _Waiter:
         waiter = _Waiter()
@@ -88,47 +105,54 @@ class _Connection:
 
     def wait(self, waiter: _Waiter, deadline: float) -> Reply:
         while not waiter.done:
-            remaining_s = deadline - time.monotonic()
-            if remaining_s <= 0:
+            if time.monotonic() >= deadline:
                 self.fail(ConnectionLostError("an earlier call on this connection timed out"))
                 raise RequestTimeoutError("no reply within the timeout")
             if self.read_lock.acquire(blocking=False):
                 try:
                     if not waiter.done:
-                        self._read_once(remaining_s)
+                        self._read_once()
                 finally:
                     self.read_lock.release()
-                    self._wake_followers()
+                    self._wake_a_follower()
             else:
-                waiter.event.wait(min(remaining_s, 0.05))
-                if not waiter.done:
-                    waiter.event.clear()
+                self._sleep_as_follower(waiter, deadline)
         if waiter.error is not None:
             raise waiter.error
         assert waiter.reply is not None
         return waiter.reply
 
-    def _wake_followers(self) -> None:
-        # The leader is done reading: let a follower take over if it still waits.
+    def _sleep_as_follower(self, waiter: _Waiter, deadline: float) -> None:
+        with self.state_lock:
+            if waiter.done:
+                return
+            event = waiter.event = waiter.event or threading.Event()
+            event.clear()
+        event.wait(max(0.0, min(deadline - time.monotonic(), READ_SLICE_S)))
+
+    def _wake_a_follower(self) -> None:
+        # The leader stopped reading: a follower still waiting must take over.
         with self.state_lock:
             for waiter in self.pending.values():
-                waiter.event.set()
-                break
+                if waiter.event is not None:
+                    waiter.event.set()
+                    return
 
-    def _read_once(self, timeout_s: float) -> None:
+    def _read_once(self) -> None:
         try:
-            ready, _, _ = select.select([self.sock], [], [], timeout_s)
-            if not ready:
-                return
-            data = self.sock.recv(READ_SIZE)
+            # recv_into a buffer kept for the connection: recv(n) would allocate (mmap)
+            # and free n bytes on every call.
+            count = self.sock.recv_into(self.read_buffer)
+        except (BlockingIOError, TimeoutError):
+            return  # SO_RCVTIMEO expired: nothing yet, the caller checks its deadline
         except OSError as error:
             self.fail(ConnectionLostError(f"receive failed: {error}"))
             return
-        if not data:
+        if count == 0:
             self.fail(ConnectionLostError("the daemon closed the connection"))
             return
         try:
-            for payload in self.decoder.feed(data):
+            for payload in self.decoder.feed(self.read_view[:count].tobytes()):
                 self._deliver(_core.decode_reply(payload))
         except (SessiondError, FrameTooLargeError) as error:
             self.fail(error)
@@ -138,9 +162,12 @@ class _Connection:
             raise _core.reply_error(reply) or ProtocolError("reply without an id")
         with self.state_lock:
             waiter = self.pending.pop(reply.id, None)
-        if waiter is not None:
+            if waiter is None:
+                return
             waiter.reply = reply
-            waiter.event.set()
+            event = waiter.event
+        if event is not None:
+            event.set()
 
     def fail(self, error: SessiondError) -> None:
         """Fail every pending call and close the socket; the connection is never reused."""
@@ -150,7 +177,8 @@ class _Connection:
             pending, self.pending = self.pending, {}
         for waiter in pending.values():
             waiter.error = error
-            waiter.event.set()
+            if waiter.event is not None:
+                waiter.event.set()
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
@@ -226,6 +254,8 @@ class Client:
                 f"cannot connect to sessiond at {path}: {error}"
             ) from error
         sock.settimeout(None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(READ_SLICE_S))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.settings.timeout_s))
         return sock
 
     def _call(self, call: _core.Call, timeout_s: float | None = None) -> Any:

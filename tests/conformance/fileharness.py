@@ -20,7 +20,10 @@ How each original call maps onto the store core:
   every given entry stored as ``JSON.stringify`` would write it.
 
 JS ``undefined`` and ``null`` in arguments both become the wire's ``None`` (which
-deletes a field); the runner's rules say where that changes the expectation.
+deletes a field); the runner's rules say where that changes the expectation. Values
+are observed as the core holds them (``StoredEntry.exact_value``): a lone surrogate the
+original's file held is kept there and in the file; only replies on the wire show it
+as U+FFFD (msgpack strings are UTF-8).
 """
 
 from __future__ import annotations
@@ -231,7 +234,7 @@ class _Daemon:
         store = await self.opened(store_path_of(self.root, op.get("storePath")))
         match op["op"]:
             case "loadSessionStore":
-                return {"return": {key: entry.value() for key, entry in store.items()}}
+                return {"return": {key: entry.exact_value() for key, entry in store.items()}}
             case "updateLastRoute":
                 return {"return": _update_last_route(store, op)}
             case "updateSessionStoreEntry":
@@ -251,7 +254,7 @@ def _update_last_route(store: SessionStore, op: Mapping[str, Any]) -> object:
         account_id=_wire(op.get("accountId", UNDEFINED)),  # type: ignore[arg-type]
         touch=True,
     )
-    return entry.value()
+    return entry.exact_value()
 
 
 def _update_with_callback(store: SessionStore, op: Mapping[str, Any]) -> dict[str, object]:
@@ -259,7 +262,7 @@ def _update_with_callback(store: SessionStore, op: Mapping[str, Any]) -> dict[st
     current = store.get(key)
     if current is None:
         return {"return": None, "updateCalled": False}
-    received = current.value()
+    received = current.exact_value()
     patch = op.get("patch")
     if not js_truthy(patch):
         return {"return": received, "updateCalled": True, "received": received}
@@ -268,7 +271,7 @@ def _update_with_callback(store: SessionStore, op: Mapping[str, Any]) -> dict[st
     wire_patch = {name: _wire(value) for name, value in patch.items()}
     updated = store.update(key, wire_patch, if_revision=current.revision)
     assert updated is not None
-    return {"return": updated.value(), "updateCalled": True, "received": received}
+    return {"return": updated.exact_value(), "updateCalled": True, "received": received}
 
 
 def _save_whole_store(store: SessionStore, value: object) -> None:
