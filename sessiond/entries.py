@@ -106,9 +106,12 @@ def _updated_at_ms_of(value: Any) -> float:
 
 
 def encode_entry(value: Any) -> StoredEntry:
-    """Store a Python value (normally a dict). Non-finite floats encode as ``null`` like JS."""
+    """Store a Python value (normally a dict) as ``JSON.stringify`` would write it:
+    non-finite floats as ``null``, ``-0.0`` as ``0``."""
     try:
         json_bytes = _json_encoder.encode(value)
+        if b"-0.0" in json_bytes:  # rare; a string or -0.05 also match, and stay as they are
+            json_bytes = _json_encoder.encode(_finite(value))
     except UnicodeEncodeError:  # a lone surrogate: write it as JSON.stringify does
         json_bytes = encode_json_slowly(value)
     return StoredEntry(json_bytes, _updated_at_ms_of(value))
@@ -129,9 +132,11 @@ def encode_json_slowly(value: Any, *, indent: int | None = None) -> bytes:
 
 
 def _finite(value: Any) -> Any:
-    """``value`` with non-finite floats as None (``JSON.stringify`` writes them as null)."""
+    """``value`` as ``JSON.stringify`` sees its numbers: non-finite floats None, -0.0 0."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, float) and value == 0:
+        return 0
     if isinstance(value, dict):
         return {key: _finite(item) for key, item in value.items()}
     if isinstance(value, list):

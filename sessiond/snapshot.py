@@ -49,14 +49,16 @@ _JS_WHITESPACE: Final = " \t\n\r\v\f\ufeff\u00a0\u1680\u2028\u2029\u202f\u205f\u
     chr(code) for code in range(0x2000, 0x200B)
 )
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
-# Strings and comments are consumed whole, so a \\u escape matched on its own is in an
-# unquoted key: JSON5.parse rejects one that names a surrogate (the json5 package joins
-# a pair into one character and accepts it).
-_JSON5_SURROGATE_IDENTIFIER: Final = re.compile(
+# Strings and comments are consumed whole, so a run with a \\u escape matched on its own
+# is an unquoted key. JSON5.parse requires each escaped character to be valid where it
+# stands (ID_Start first, ID_Continue after, so no spaces, leading digits or surrogate
+# halves); the json5 package accepts any.
+_JSON5_IDENTIFIER_RUN: Final = re.compile(
     r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|//[^\n\r\u2028\u2029]*|/\*.*?\*/"""
-    r"|(\\u[dD][89a-fA-F][0-9a-fA-F]{2})",
+    r"""|((?:\\u[0-9a-fA-F]{4}|[^\s'"/:,{}\[\]\\])+)""",
     re.DOTALL,
 )
+_ESCAPE: Final = re.compile(r"\\u([0-9a-fA-F]{4})")
 _UTF8_BOM: Final = b"\xef\xbb\xbf"
 _raw_map_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _encoder = msgspec.json.Encoder()
@@ -95,13 +97,25 @@ def _parse_slowly(data: bytes) -> ParsedStore:
 def _parse_json5(text: str) -> ParsedStore:
     if not text.strip(_JS_WHITESPACE):
         return ParsedStore({}, "empty")
-    if any(match.group(1) for match in _JSON5_SURROGATE_IDENTIFIER.finditer(text)):
-        raise CorruptStoreError("not valid JSON5: a key escapes a surrogate code unit")
+    for match in _JSON5_IDENTIFIER_RUN.finditer(text):
+        if match.group(1) and "\\u" in match.group(1):
+            _check_identifier_escapes(match.group(1))
     try:
         value: Any = json5.loads(text.removeprefix("\ufeff"))
     except (ValueError, RecursionError) as error:
         raise CorruptStoreError(f"not valid JSON or JSON5: {error}") from error
     return _parsed_value(value, "json5")
+
+
+def _check_identifier_escapes(run: str) -> None:
+    for escape in _ESCAPE.finditer(run):
+        char = chr(int(escape.group(1), 16))
+        if escape.start() == 0:
+            valid = char in "$_" or char.isidentifier()
+        else:
+            valid = char in "$_\u200c\u200d" or f"a{char}".isidentifier()
+        if not valid or _SURROGATE.match(char):
+            raise CorruptStoreError(f"not valid JSON5: invalid identifier escape in {run!r}")
 
 
 def _parsed_value(value: Any, syntax: str) -> ParsedStore:

@@ -100,8 +100,22 @@ class _Connection:
             with self.send_lock:
                 self.sock.sendall(frame)
         except OSError as error:
-            self.fail(ConnectionLostError(f"send failed: {error}"))
+            self.fail(self._refusal_waiting() or ConnectionLostError(f"send failed: {error}"))
         return waiter
+
+    def _refusal_waiting(self) -> SessiondError | None:
+        """A daemon that refuses a connection (busy, forbidden, shutting down) writes one
+        error and closes; when our send then fails, that error is still waiting to be read
+        and says more than the broken pipe."""
+        try:
+            data = self.sock.recv(READ_SIZE, socket.MSG_DONTWAIT)
+            for payload in self.decoder.feed(data):
+                reply = _core.decode_reply(payload)
+                if reply.id is None:
+                    return _core.reply_error(reply)
+        except (OSError, SessiondError, FrameTooLargeError):
+            return None
+        return None
 
     def wait(self, waiter: _Waiter, deadline: float) -> Reply:
         while not waiter.done:

@@ -275,12 +275,24 @@ def _update_with_callback(store: SessionStore, op: Mapping[str, Any]) -> dict[st
 
 
 def _save_whole_store(store: SessionStore, value: object) -> None:
-    written = json_roundtrip(value)
-    assert isinstance(written, dict)
-    for key in [key for key, _ in store.items() if key not in written]:
+    given = _over_the_wire(value)
+    assert isinstance(given, dict)
+    for key in [key for key, _ in store.items() if key not in given]:
         store.remove(key)
-    for key, entry in written.items():
+    for key, entry in given.items():
+        if isinstance(entry, dict):  # as ``replace`` stores an entry: null fields dropped
+            entry = {name: field for name, field in entry.items() if field is not None}
         store.set(key, encode_entry(entry))
+
+
+def _over_the_wire(value: object) -> object:
+    """A JS value as a client can send it: undefined properties are not sent, an
+    undefined array item is null (NaN, Infinity and -0 are floats msgpack carries)."""
+    if isinstance(value, Mapping):
+        return {str(k): _over_the_wire(v) for k, v in value.items() if v is not UNDEFINED}
+    if isinstance(value, list):
+        return [None if item is UNDEFINED else _over_the_wire(item) for item in value]
+    return value
 
 
 def _steps(vector: Vector) -> Iterator[dict[str, Any]]:

@@ -110,6 +110,8 @@ def check_store(
 @contextmanager
 def writers(daemon: DaemonProcess, log_dir: Path) -> Iterator[list[Path]]:
     logs = [log_dir / f"writer{index}.log" for index in range(WRITERS)]
+    for log in logs:
+        log.touch()  # a kill may come before a writer has started
     processes = [
         subprocess.Popen(
             [
