@@ -138,6 +138,7 @@ def main(argv: list[str]) -> int:
         "contender_order": order,
         "contenders": {contender.name: contender.info() for contender in contenders},
         "skipped": registry.skipped,
+        "workload_descriptions": {name: WORKLOADS[name].description for name in config.workloads},
         "baselines": baselines,
     }
     print(format_tables(results, order, baselines))

@@ -4,7 +4,8 @@ The file is the original's: one JSON object ``{key: entry}``, indented by 2 with
 trailing newline (``JSON.stringify(store, null, 2)``), or compact when configured.
 
 Parsing tries msgspec's strict JSON first, reading each entry as raw bytes (no Python
-objects are built for the entries). A UTF-8 BOM is skipped first (``JSON5.parse``
+objects are built for the entries) after checking the bytes are valid UTF-8 (invalid
+sequences are read as U+FFFD, as Node's decoder did). A UTF-8 BOM is skipped first (``JSON5.parse``
 treats it as whitespace). When that fails, the stdlib's strict JSON parser is tried
 (it reads what msgspec cannot: lone surrogate escapes such as ``"\\ud83d"``, which
 ``JSON.stringify`` writes for a string cut inside an emoji, and ``NaN``/``Infinity``),
@@ -77,7 +78,11 @@ class ParsedStore(msgspec.Struct):
 def parse_store(data: bytes) -> ParsedStore:
     """Parse a store file's bytes."""
     try:
+        if not data.isascii():
+            data.decode("utf-8")  # msgspec passes invalid UTF-8 through in raw values
         raw_entries = _raw_map_decoder.decode(data.removeprefix(_UTF8_BOM))
+    except UnicodeDecodeError:
+        return _parse_slowly(data)
     except msgspec.ValidationError as error:
         raise CorruptStoreError(f"the top-level JSON value is not an object: {error}") from error
     except msgspec.DecodeError:

@@ -280,9 +280,11 @@ def _save_whole_store(store: SessionStore, value: object) -> None:
     for key in [key for key, _ in store.items() if key not in given]:
         store.remove(key)
     for key, entry in given.items():
-        if isinstance(entry, dict):  # as ``replace`` stores an entry: null fields dropped
-            entry = {name: field for name, field in entry.items() if field is not None}
-        store.set(key, encode_entry(entry))
+        # as ``replace`` stores an entry: null fields dropped
+        kept = (
+            {k: v for k, v in entry.items() if v is not None} if isinstance(entry, dict) else entry
+        )
+        store.set(key, encode_entry(kept))
 
 
 def _over_the_wire(value: object) -> object:

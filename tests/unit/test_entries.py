@@ -168,3 +168,29 @@ def test_stored_entry_is_a_plain_value_type() -> None:
     entry = StoredEntry(b"{}", 0.0)
     assert entry.value() == {}
     assert entry.revision == revision_of(b"{}")
+
+
+def test_negative_zero_is_written_as_zero_like_json_stringify() -> None:
+    stored = encode_entry({"a": -0.0, "b": [-0.0], "c": "-0.0", "d": -0.05})
+    assert stored.json_bytes == b'{"a":0,"b":[0],"c":"-0.0","d":-0.05}'
+
+
+def test_lone_surrogates_are_kept_as_escapes() -> None:
+    stored = encode_entry({"label": "a\ud800b", "n": float("nan"), "é": "ü"})
+    assert stored.json_bytes == '{"label":"a\\ud800b","n":null,"é":"ü"}'.encode()
+    assert stored.exact_value() == {"label": "a\ud800b", "n": None, "é": "ü"}
+    assert stored.value() == {"label": "a\ufffdb", "n": None, "é": "ü"}
+    adopted = entry_from_json(b'{ "label" : "a\\ud800b", "updatedAt": 4 }')
+    assert adopted.exact_value() == {"label": "a\ud800b", "updatedAt": 4}
+    assert adopted.updated_at_ms == 4
+
+
+@pytest.mark.parametrize(
+    ("value", "truthy"),
+    [
+        *[(None, False), (False, False), (0, False), (0.0, False), ("", False)],
+        *[({}, True), ([], True), ("x", True), (1, True), (True, True)],
+    ],
+)
+def test_is_truthy_is_js_truthiness(value: Any, truthy: bool) -> None:
+    assert encode_entry(value).is_truthy is truthy

@@ -256,3 +256,22 @@ def test_parse_of_render_is_the_same_store(store: dict[str, Any], pretty: bool) 
     assert {key: entry.revision for key, entry in parsed.entries.items()} == {
         key: entry.revision for key, entry in entries.items()
     }
+
+
+def test_invalid_utf8_is_read_as_replacement_characters() -> None:
+    # Node decoded the file as UTF-8 with U+FFFD for bad bytes; msgspec alone would keep them.
+    parsed = parse_store(b'{"k": {"label": "a\xffb\xed\xa0\x80c"}}')
+    assert values(parsed.entries) == {"k": {"label": "a\ufffdb\ufffd\ufffd\ufffdc"}}
+
+
+@pytest.mark.parametrize("key", ["a\\u0020b", "\\u0030a", "\\ud835\\udc9c", "x\\ud800"])
+def test_json5_keys_with_escapes_json5_parse_rejects_are_corrupt(key: str) -> None:
+    # JSON5.parse checks each escaped character of an unquoted key (ID_Start/ID_Continue).
+    with pytest.raises(CorruptStoreError):
+        parse_store(f"{{{key}: 1}}".encode())
+
+
+def test_json5_keys_with_valid_escapes_and_escapes_inside_strings_are_fine() -> None:
+    parsed = parse_store(b"{\\u0061b: 1, x\\u00e9: 2, 'a\\u0020b': '\\ud835 // not a comment'}")
+    assert values(parsed.entries) == {"ab": 1, "x\u00e9": 2, "a b": "\ufffd // not a comment"}
+    assert parsed.entries["a b"].exact_value() == "\ud835 // not a comment"

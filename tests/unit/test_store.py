@@ -470,3 +470,46 @@ def test_items_and_len(store: SessionStore) -> None:
     store.patch("b", {})
     assert len(store) == 2
     assert sorted(key for key, _ in store.items()) == ["a", "b"]
+
+
+# --- JS-falsy entries and the original's argument checks -----------------------------------
+
+
+@pytest.mark.parametrize("falsy", [None, False, 0, 0.0, ""])
+def test_a_falsy_entry_is_not_a_session(store: SessionStore, falsy: Any) -> None:
+    # The original's updateSessionStoreEntry: `if (!existing) return null`.
+    seed(store, "k", falsy)
+    assert store.get("k") is None
+    assert store.update("k", {"label": "x"}) is None
+    assert store.entries["k"].value() == falsy  # kept as it is until something replaces it
+    assert store.patch("k", {"label": "x"}).value()["label"] == "x"
+
+
+@pytest.mark.parametrize("truthy", [[], {}, "x", [0], 1])
+def test_other_non_object_entries_still_count(store: SessionStore, truthy: Any) -> None:
+    seed(store, "k", truthy)
+    assert store.get("k") is not None
+    assert store.update("k", {"label": "x"}) is not None
+
+
+def test_a_blank_account_keeps_a_previous_null(store: SessionStore) -> None:
+    seed(store, "k", {"sessionId": "s", "updatedAt": 1, "lastAccountId": None})
+    assert route(store, provider="p", account_id=" ")["lastAccountId"] is None
+
+
+@pytest.mark.parametrize("field", ["to", "account_id"])
+def test_a_non_string_route_value_is_a_type_error(store: SessionStore, field: str) -> None:
+    # The original called `to?.trim()`: a number threw "to?.trim is not a function".
+    with pytest.raises(TypeError):
+        values: dict[str, Any] = {"to": None, "account_id": None, field: 5}
+        store.update_last_route("k", provider="p", **values)
+    assert store.get("k") is None
+
+
+def test_a_lone_surrogate_survives_an_update(store: SessionStore) -> None:
+    store.entries["k"] = encode_entry({"sessionId": "s", "updatedAt": 1, "label": "cut \ud83d"})
+    updated = store.update("k", {"model": "m"})
+    assert updated is not None
+    assert updated.exact_value()["label"] == "cut \ud83d"
+    assert b'"cut \\ud83d"' in updated.json_bytes
+    assert updated.value()["label"] == "cut \ufffd"
