@@ -42,6 +42,15 @@ __all__ = ["AsyncClient"]
 UpdateFn = Callable[[Session], "Mapping[str, Any] | Awaitable[Mapping[str, Any] | None] | None"]
 
 
+class _Expired(Exception):
+    """Set on a call's future when its timeout passes (never escapes the client)."""
+
+
+def _expire(future: asyncio.Future[Reply]) -> None:
+    if not future.done():
+        future.set_exception(_Expired())
+
+
 class _Connection(asyncio.Protocol):
     """One socket connection: writes requests, routes replies to their futures."""
 
@@ -51,6 +60,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.broken: SessiondError | None = None
         self.ids = itertools.count(1)
+        self.outgoing: list[bytearray] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -92,12 +102,20 @@ class _Connection(asyncio.Protocol):
         return self.broken is None and self.transport is not None
 
     def send(self, request: Request) -> asyncio.Future[Reply]:
-        assert self.transport is not None
+        """Queue ``request``; every request queued in one loop turn goes out in one write."""
         request.id = next(self.ids)
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reply] = loop.create_future()
         self.pending[request.id] = future
-        self.transport.write(_core.encode_request_frame(request))
+        self.outgoing.append(_core.encode_request_frame(request))
+        if len(self.outgoing) == 1:
+            loop.call_soon(self._write_outgoing)
         return future
+
+    def _write_outgoing(self) -> None:
+        outgoing, self.outgoing = self.outgoing, []
+        if self.transport is not None and outgoing:
+            self.transport.write(outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
 
 
 class AsyncClient:
@@ -184,9 +202,12 @@ class AsyncClient:
     async def _call_once(self, call: _core.Call, timeout_s: float) -> Any:
         connection = await self._connected()
         future = connection.send(call.request)
+        # One timer per call instead of asyncio.wait_for (which wraps every call in a
+        # task): the pipelined path stays cheap.
+        timer = asyncio.get_running_loop().call_later(timeout_s, _expire, future)
         try:
-            reply = await asyncio.wait_for(future, timeout_s)
-        except TimeoutError:
+            reply = await future
+        except _Expired:
             connection.abort(ConnectionLostError("an earlier call on this connection timed out"))
             raise RequestTimeoutError(f"{call.op} got no reply within {timeout_s} s") from None
         except asyncio.CancelledError:
@@ -194,6 +215,8 @@ class AsyncClient:
                 ConnectionLostError("an earlier call on this connection was cancelled")
             )
             raise
+        finally:
+            timer.cancel()
         return _core.reply_result(reply, call.convert)
 
     # -- operations (same names and parameters as the sync Client) ---------------------
