@@ -1,5 +1,6 @@
 """Persistence of one store file: load, journal, debounced snapshots, durable waits,
-failure handling. Does I/O (through :mod:`sessiond.storefiles` and :mod:`sessiond.journal`).
+failure handling. Does I/O (through :mod:`sessiond.storefiles`, :mod:`sessiond.loader` and
+:mod:`sessiond.journal_writer`).
 
 Sequence numbers make the bookkeeping simple (Redis's dirty counter): every accepted
 change gets the next ``accepted_seq``; ``synced_seq`` is how far the journal is fsynced,
@@ -39,18 +40,10 @@ import msgspec
 from sessiond.config import PersistenceConfig
 from sessiond.dedup import RememberedWrite
 from sessiond.entries import StoredEntry
-from sessiond.journal import (
-    JournalRecord,
-    JournalSegment,
-    TokensRecord,
-    encode_record,
-    list_segments,
-    segment_path,
-)
+from sessiond.journal_writer import JournalWriter
 from sessiond.loader import load_store
 from sessiond.snapshot import render_store
 from sessiond.storefiles import (
-    fsync_directory,
     lock_store_directory,
     remove_leftover_temp_files,
     write_atomically,
@@ -99,25 +92,19 @@ class StorePersistence:
         self.stats = PersistenceStats(mode=self.mode, path=str(path))
         self.entries: dict[str, StoredEntry] = {}
         self.replayed_tokens: dict[str, RememberedWrite] = {}
-        self.live_tokens: Callable[[], list[tuple[str, str]]] = list
         self.lock_fd: int | None = None
-        self.accepted_seq = self.appended_seq = self.synced_seq = self.snapshot_seq = 0
-        self.pending = bytearray()
-        self.append_scheduled = False
-        self.segments: list[JournalSegment] = []
-        self.next_generation = 1
-        self.journal_ok = False
-        self.needs_dir_sync = False
+        self.accepted_seq = self.snapshot_seq = 0
+        self.journal = JournalWriter(
+            path, next_generation=1, live_tokens=list, on_failure=self._journal_failed
+        )
         self.first_dirty_at: float | None = None
         self.last_change_at = 0.0
         self.force_snapshot = False
         self.retry_at: float | None = None
         self.retry_delay_s = config.retry_initial_s
-        self.last_sync_at = time.monotonic()
         self.waiters: list[_Waiter] = []
         self.wake_snapshot = asyncio.Event()
         self.wake_sync = asyncio.Event()
-        self.segment_lock = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
 
     # -- loading ---------------------------------------------------------------------
@@ -147,7 +134,7 @@ class StorePersistence:
         )
         self.entries = loaded.entries
         self.replayed_tokens = loaded.replayed_tokens
-        self.next_generation = loaded.next_generation
+        self.journal.next_generation = loaded.next_generation
         report, stats = loaded.report, self.stats
         stats.bytes_on_disk, stats.loaded_syntax = report.bytes_on_disk, report.loaded_syntax
         stats.corrupt_moved_to = report.corrupt_moved_to
@@ -158,24 +145,6 @@ class StorePersistence:
             # The journal holds changes the snapshot lacks: write one soon, then drop it.
             self.first_dirty_at = self.last_change_at = time.monotonic()
 
-    def _start_segment(self) -> None:
-        """Switch appends to a new segment, carrying the remembered request tokens into it."""
-        try:
-            segment = JournalSegment(
-                segment_path(self.path, self.next_generation), self.next_generation
-            )
-        except OSError as error:
-            self._journal_failed(error)
-            return
-        self.next_generation += 1
-        self.segments.append(segment)
-        self.journal_ok = True
-        self.needs_dir_sync = True
-        tokens = self.live_tokens()
-        if tokens:
-            self.pending += encode_record(TokensRecord(tokens))
-            self._schedule_append()
-
     # -- recording changes -------------------------------------------------------------
 
     def start(self, live_tokens: Callable[[], list[tuple[str, str]]]) -> None:
@@ -183,11 +152,11 @@ class StorePersistence:
 
         ``live_tokens`` lists the request tokens to carry into each new segment.
         """
-        self.live_tokens = live_tokens
+        self.journal.live_tokens = live_tokens
         if self.mode == "memory":
             return
         if self.mode == "journal":
-            self._start_segment()
+            self.journal.start_segment()
         self.tasks.append(asyncio.create_task(self._snapshot_loop(), name=f"snapshot {self.path}"))
         if self.mode == "journal":
             self.tasks.append(asyncio.create_task(self._sync_loop(), name=f"sync {self.path}"))
@@ -206,38 +175,11 @@ class StorePersistence:
         if self.first_dirty_at is None:
             self.first_dirty_at = now
             self.wake_snapshot.set()
-        if self.journal_ok:
-            entry_json = None if entry is None else entry.json_bytes
-            self.pending += encode_record(JournalRecord(key, entry_json, token))
-            self._schedule_append()
-
-    def _schedule_append(self) -> None:
-        if not self.append_scheduled:
-            self.append_scheduled = True
-            asyncio.get_running_loop().call_soon(self.append_pending)
-
-    def append_pending(self) -> None:
-        """Write the journal records of changes made so far (one ``write()`` for all).
-
-        Runs at the end of the loop tick that made the changes, and earlier when the
-        server is about to send replies, so a write is never acknowledged before its
-        record reached the kernel (a kill -9 then cannot lose it).
-        """
-        self.append_scheduled = False
-        if not self.journal_ok or not self.pending:
-            return
-        data, self.pending = self.pending, bytearray()
-        try:
-            self.segments[-1].append(data)
-        except OSError as error:
-            self._journal_failed(error)
-            return
-        self.appended_seq = self.accepted_seq
-        self.stats.journal_bytes = sum(segment.size_bytes for segment in self.segments)
+        self.journal.record(
+            key, None if entry is None else entry.json_bytes, token, self.accepted_seq
+        )
 
     def _journal_failed(self, error: OSError) -> None:
-        self.journal_ok = False
-        self.pending = bytearray()
         self._note_failure(f"journal write failed: {error}")
         self._fail_waiters(lambda waiter: True, "the journal could not be written")
         self.force_snapshot = True
@@ -247,7 +189,7 @@ class StorePersistence:
 
     @property
     def durable_seq(self) -> int:
-        return max(self.synced_seq, self.snapshot_seq)
+        return max(self.journal.synced_seq, self.snapshot_seq)
 
     @property
     def failing(self) -> bool:
@@ -260,15 +202,14 @@ class StorePersistence:
         target = self.accepted_seq if seq is None else seq
         if target <= self.durable_seq:
             return
-        if not self.journal_ok and self.stats.failing:
+        if not self.journal.ok and self.stats.failing:
             raise UnavailableError(self._unavailable_message())
-        await self._wait(target, needs_snapshot=not self.journal_ok)
+        await self._wait(target, needs_snapshot=not self.journal.ok)
 
     async def flush(self) -> None:
         """Write a snapshot covering every change accepted so far (the ``flush`` op)."""
         if self.mode == "memory":
             return
-        self.append_pending()
         if self.accepted_seq <= self.snapshot_seq:
             return
         await self._wait(self.accepted_seq, needs_snapshot=True)
@@ -321,14 +262,15 @@ class StorePersistence:
     # -- journal sync --------------------------------------------------------------------
 
     def _sync_delay_s(self, now: float) -> float | None:
-        if not self.journal_ok:
+        """Sync at once for durable writes waiting (group commit), else every interval."""
+        journal = self.journal
+        if not journal.ok:
             return None
-        unsynced = self.appended_seq > self.synced_seq or bool(self.pending)
         if any(not waiter.needs_snapshot for waiter in self.waiters):
             return 0.0
-        if not unsynced:
+        if not journal.unsynced:
             return None
-        return max(0.0, self.last_sync_at + self.config.journal_fsync_interval_s - now)
+        return max(0.0, journal.last_sync_at + self.config.journal_fsync_interval_s - now)
 
     async def _sync_loop(self) -> None:
         while True:
@@ -340,23 +282,9 @@ class StorePersistence:
                 self._journal_failed(OSError("journal sync failed unexpectedly"))
 
     async def _sync_once(self) -> None:
-        self.append_pending()
-        target = self.appended_seq
-        async with self.segment_lock:
-            segments = [segment for segment in self.segments if not segment.closed]
-            try:
-                for segment in segments:
-                    await asyncio.to_thread(segment.fsync)
-                if self.needs_dir_sync:
-                    await asyncio.to_thread(fsync_directory, self.path.parent)
-                    self.needs_dir_sync = False
-            except OSError as error:
-                self._journal_failed(error)
-                return
-        self.last_sync_at = time.monotonic()
-        self.stats.journal_fsyncs += 1
-        self.synced_seq = max(self.synced_seq, target)
-        self._release_waiters()
+        if await self.journal.sync():
+            self.stats.journal_fsyncs += 1
+            self._release_waiters()
 
     # -- snapshots -------------------------------------------------------------------------
 
@@ -395,8 +323,8 @@ class StorePersistence:
         seq, dirty_since = self.accepted_seq, self.first_dirty_at
         self.first_dirty_at, self.force_snapshot = None, False
         if self.mode == "journal":
-            self.append_pending()
-            self._start_segment()
+            self.journal.append_pending()
+            self.journal.start_segment()
         started = time.monotonic()
         try:
             size_bytes = await write_atomically(self.path, self._render(dict(self.entries)))
@@ -405,7 +333,7 @@ class StorePersistence:
             self._snapshot_failed(error)
             return False
         self._snapshot_succeeded(seq, size_bytes, time.monotonic() - started)
-        await self._drop_covered_segments()
+        await self.journal.drop_covered()
         return True
 
     async def _render(self, entries: dict[str, StoredEntry]) -> AsyncIterator[bytes]:
@@ -429,30 +357,20 @@ class StorePersistence:
         self.retry_at = time.monotonic() + self.retry_delay_s
         self._note_failure(f"snapshot failed: {error} (retrying in {self.retry_delay_s:.1f} s)")
         self.retry_delay_s = min(self.retry_delay_s * 2, self.config.retry_max_s)
-        journal_ok = self.journal_ok
+        journal_ok = self.journal.ok
         self._fail_waiters(
             lambda waiter: waiter.needs_snapshot or not journal_ok,
             "the store file could not be written",
         )
 
-    async def _drop_covered_segments(self) -> None:
-        async with self.segment_lock:
-            covered, self.segments = self.segments[:-1], self.segments[-1:]
-            for segment in covered:
-                segment.close()
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(segment.path)
-        oldest_live = self.segments[0].generation if self.segments else self.next_generation
-        for generation, path in list_segments(self.path):
-            if generation < oldest_live:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-        self.stats.journal_bytes = sum(segment.size_bytes for segment in self.segments)
-
     # -- shutdown ------------------------------------------------------------------------
+
+    def append_pending(self) -> None:
+        self.journal.append_pending()
 
     def snapshot_stats(self, entries: int) -> dict[str, Any]:
         self.stats.dirty = self.accepted_seq - self.snapshot_seq
+        self.stats.journal_bytes = self.journal.size_bytes
         data: dict[str, Any] = msgspec.to_builtins(self.stats)
         data["entries"] = entries
         return data
@@ -467,16 +385,7 @@ class StorePersistence:
         ok = True
         if self.mode != "memory" and self.accepted_seq > self.snapshot_seq:
             ok = await self.snapshot_once()
-        if not ok and self.journal_ok:
-            self.append_pending()
-            with contextlib.suppress(OSError):
-                for segment in self.segments:
-                    segment.fsync()
-        for segment in self.segments:
-            segment.close()
-            if ok and segment.size_bytes == 0:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(segment.path)
+        self.journal.close(snapshot_written=ok and self.mode != "memory")
         self._fail_waiters(lambda waiter: True, "the daemon is shutting down")
         if self.lock_fd is not None:
             os.close(self.lock_fd)

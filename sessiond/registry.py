@@ -190,7 +190,7 @@ class StoreRegistry:
     def append_journals(self) -> None:
         """Push every store's pending journal records to the kernel (before replying)."""
         for slot in self.by_path.values():
-            if slot.persistence.pending:
+            if slot.persistence.journal.pending:
                 slot.persistence.append_pending()
 
     async def wait_durable(self, agent_ids: Iterable[str]) -> None:
