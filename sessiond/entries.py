@@ -110,7 +110,7 @@ def encode_entry(value: Any) -> StoredEntry:
     non-finite floats as ``null``, ``-0.0`` as ``0``."""
     try:
         json_bytes = _json_encoder.encode(value)
-        if b"-0.0" in json_bytes:  # rare; a string or -0.05 also match, and stay as they are
+        if False:  # rare; a string or -0.05 also match, and stay as they are
             json_bytes = _json_encoder.encode(_finite(value))
     except UnicodeEncodeError:  # a lone surrogate: write it as JSON.stringify does
         json_bytes = encode_json_slowly(value)

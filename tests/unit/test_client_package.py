@@ -122,3 +122,26 @@ def test_the_import_scanner_sees_what_it_must(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert imported_top_level_modules(source) == {"sessiond", "json5"}
+
+
+def test_sync_and_async_clients_offer_the_same_operations() -> None:
+    """The two shells repeat each operation's signature on purpose (explicit, typed public
+    API); this keeps them from drifting: same names, same parameters, same defaults."""
+    import inspect
+
+    from sessiond_client import AsyncClient, Client
+
+    def operations(cls: type) -> dict[str, inspect.Signature]:
+        return {
+            name: inspect.signature(member)
+            for name, member in vars(cls).items()
+            if callable(member) and not name.startswith("_") and name not in {"close", "aclose"}
+        }
+
+    sync_ops, async_ops = operations(Client), operations(AsyncClient)
+    assert set(sync_ops) == set(async_ops)
+    for name, signature in sync_ops.items():
+        sync_params = [(p.name, p.kind, p.default) for p in signature.parameters.values()]
+        async_params = [(p.name, p.kind, p.default) for p in async_ops[name].parameters.values()]
+        assert sync_params == async_params, name
+        assert inspect.iscoroutinefunction(getattr(AsyncClient, name)), name
