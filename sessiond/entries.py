@@ -54,6 +54,7 @@ class _UpdatedAtOnly(msgspec.Struct, rename="camel"):
 
 _updated_at_decoder = msgspec.json.Decoder(_UpdatedAtOnly)
 _LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+_OBJECT_OR_ARRAY: Final = frozenset(b"{[")
 
 
 class StoredEntry(msgspec.Struct, gc=False):
@@ -90,7 +91,7 @@ class StoredEntry(msgspec.Struct, gc=False):
     def is_truthy(self) -> bool:
         """JS truthiness of the value: ``null``, ``false``, ``0`` and ``""`` are not
         sessions (the original's ``if (!existing) return null``)."""
-        return self.json_bytes[:1] in (b"{", b"[") or js_truthy(self.value())
+        return self.json_bytes[0] in _OBJECT_OR_ARRAY or js_truthy(self.value())
 
 
 def revision_of(json_bytes: bytes) -> str:
@@ -110,7 +111,7 @@ def encode_entry(value: Any) -> StoredEntry:
     non-finite floats as ``null``, ``-0.0`` as ``0``."""
     try:
         json_bytes = _json_encoder.encode(value)
-        if False:  # rare; a string or -0.05 also match, and stay as they are
+        if b"-0.0" in json_bytes:  # rare; a string or -0.05 also match, and stay as they are
             json_bytes = _json_encoder.encode(_finite(value))
     except UnicodeEncodeError:  # a lone surrogate: write it as JSON.stringify does
         json_bytes = encode_json_slowly(value)

@@ -153,8 +153,12 @@ def to_stats(raw: msgspec.Raw) -> dict[str, Any]:
 
 
 def patch_from_update(result: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """``update_with`` callbacks return a patch; a falsy one means "no change"."""
-    if not result:
+    """``update_with`` callbacks return a patch, or ``None`` for "no change".
+
+    As in the original (where only a falsy JS value skipped the write), an empty patch
+    is still a write: it moves ``updatedAt``.
+    """
+    if result is None:
         return None
     if not isinstance(result, Mapping):
         raise TypeError(f"update_with callback must return a mapping or None, got {result!r}")

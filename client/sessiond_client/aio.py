@@ -401,7 +401,7 @@ class AsyncClient:
     ) -> Session | None:
         """Read → ``fn(session)`` → ``update(if_revision=...)``, retried on conflict.
 
-        ``fn`` returns a patch (or ``None``/``{}`` for "no change"); it may be a coroutine
+        ``fn`` returns a patch (or ``None`` for "no change"); it may be a coroutine
         function. Returns the updated session, the unchanged one, or ``None`` if the key
         does not exist (the original ``updateSessionStoreEntry`` contract).
         """

@@ -474,8 +474,9 @@ class Client:
     ) -> Session | None:
         """Read → ``fn(session)`` → ``update(if_revision=...)``, retried on conflict.
 
-        ``fn`` returns a patch, or ``None``/``{}`` for "no change". Returns the updated
-        session, the unchanged one, or ``None`` if the key does not exist.
+        ``fn`` returns a patch, or ``None`` for "no change" (``{}`` still moves
+        ``updatedAt``). Returns the updated session, the unchanged one, or ``None`` if the
+        key does not exist.
         """
         for attempt in range(max_attempts):
             session = self.get(key, agent=agent)

@@ -42,7 +42,7 @@ from sessiond.config import PersistenceConfig
 from sessiond.entries import encode_entry
 from sessiond.persistence import StorePersistence
 from sessiond.store import SessionStore
-from sessiond_client.jscompat import UNDEFINED, js_truthy
+from sessiond_client.jscompat import UNDEFINED, js_code_units, js_truthy
 
 from .vectorfile import Vector
 
@@ -266,12 +266,22 @@ def _update_with_callback(store: SessionStore, op: Mapping[str, Any]) -> dict[st
     patch = op.get("patch")
     if not js_truthy(patch):
         return {"return": received, "updateCalled": True, "received": received}
-    if not isinstance(patch, Mapping):
-        raise TypeError(f"a patch must be an object, got {patch!r}")
-    wire_patch = {name: _wire(value) for name, value in patch.items()}
+    wire_patch = {name: _wire(value) for name, value in _as_object(patch).items()}
     updated = store.update(key, wire_patch, if_revision=current.revision)
     assert updated is not None
     return {"return": updated.exact_value(), "updateCalled": True, "received": received}
+
+
+def _as_object(patch: object) -> Mapping[str, object]:
+    """A callback's patch as the map a client sends: a non-object patch is what
+    ``{...patch}`` makes of it (a string's code units, an array's items, else nothing)."""
+    if isinstance(patch, Mapping):
+        return patch
+    if isinstance(patch, str):
+        return {str(index): unit for index, unit in enumerate(js_code_units(patch))}
+    if isinstance(patch, list):
+        return {str(index): item for index, item in enumerate(patch)}
+    return {}
 
 
 def _save_whole_store(store: SessionStore, value: object) -> None:

@@ -409,7 +409,7 @@ def test_other_requests_carry_their_parameters() -> None:
 
 def test_patch_from_update() -> None:
     assert _core.patch_from_update(None) is None
-    assert _core.patch_from_update({}) is None
+    assert _core.patch_from_update({}) == {}  # an empty patch still writes (moves updatedAt)
     patch = {"a": 1}
     copied = _core.patch_from_update(patch)
     assert copied == {"a": 1}
