@@ -116,6 +116,7 @@ class MessageContext(msgspec.Struct, rename=None, forbid_unknown_fields=False):
     """The MsgContext fields ``resolve`` reads, with their types (others pass through)."""
 
     From: str | None = None
+    To: str | None = None
     ChatType: str | None = None
     Provider: str | None = None
     SessionKey: str | None = None
@@ -126,6 +127,7 @@ class MessageContext(msgspec.Struct, rename=None, forbid_unknown_fields=False):
     MessageThreadId: str | int | None = None
     Body: str | None = None
     RawBody: str | None = None
+    CommandBody: str | None = None
 
 
 def check_minutes(name: str, minutes: float) -> float:
