@@ -56,6 +56,7 @@ __all__ = ["Connection", "Server"]
 
 log = logging.getLogger("sessiond.server")
 
+REFUSE_LINGER_S = 2.0
 _request_decoder = msgspec.msgpack.Decoder(Request)
 _envelope_decoder = msgspec.msgpack.Decoder(RequestEnvelope)
 _encoder = msgspec.msgpack.Encoder()
@@ -170,6 +171,7 @@ class Connection(asyncio.Protocol):
         self.last_activity = time.monotonic()
         self.outbox: list[bytearray] | None = None
         self.peer = "?"
+        self.refused = False
 
     # -- connection lifecycle -----------------------------------------------------------
 
@@ -208,10 +210,20 @@ class Connection(asyncio.Protocol):
         return False
 
     def _refuse(self, error: ServerError) -> None:
-        assert self.transport is not None
+        """Send one connection-level error, then close — after a short linger.
+
+        Closing at once would make a peer whose first request is still on its way get a
+        broken pipe instead of the reason; reading (and ignoring) what it sends for
+        :data:`REFUSE_LINGER_S` lets it read the error first, whatever its language.
+        """
+        transport = self.transport
+        assert transport is not None
+        self.refused = True
         self.server.errors[error.code] += 1
-        self.transport.write(error_reply(None, error))
-        self.transport.close()
+        transport.write(error_reply(None, error))
+        if transport.can_write_eof():
+            transport.write_eof()
+        asyncio.get_running_loop().call_later(REFUSE_LINGER_S, transport.close)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
@@ -262,6 +274,8 @@ class Connection(asyncio.Protocol):
     # -- requests -------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
         self.last_activity = time.monotonic()
         try:
             payloads = self.decoder.feed(data)

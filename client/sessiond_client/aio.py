@@ -103,6 +103,10 @@ class _Connection(asyncio.Protocol):
 
     def send(self, request: Request) -> asyncio.Future[Reply]:
         """Queue ``request``; every request queued in one loop turn goes out in one write."""
+        if self.broken is not None or self.transport is None:
+            # Refused (busy, forbidden...) or closed since it was handed out: nothing
+            # would ever answer on it.
+            raise self.broken or ConnectionLostError("the connection is closed")
         request.id = next(self.ids)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Reply] = loop.create_future()

@@ -154,9 +154,18 @@ def test_the_daemon_refuses_a_stranger_with_one_forbidden_reply_and_logs_it(
     assert outcome["closed"] is True
     (logged,) = refusals_logged(daemon)
     assert f"pid={pid} uid={NOBODY} gid={NOBODY}" in logged
+
+    # The sync client reports that refusal as ForbiddenError, whichever of its first request
+    # and the daemon's close comes first (it reads the waiting reply when its send fails).
+    client_pid, refused = run_as(AS_NOBODY, CLIENT, daemon.socket_path, "x")
+    assert (refused["served"], refused["error"]) == (False, "ForbiddenError")
+    assert "not allowed" in refused["message"]
+    assert f"pid={client_pid} uid={NOBODY}" in refusals_logged(daemon)[-1]
     counters = stats(daemon)
-    assert counters["connections_refused"] == 1
-    assert counters["errors"]["forbidden"] == 1
+    assert counters["connections_refused"] == 2
+    assert counters["errors"]["forbidden"] == 2
+    with daemon.client() as client:
+        assert client.get("agent:main:bot") is None  # nothing a stranger sent was applied
 
 
 @pytest.mark.parametrize(
@@ -199,15 +208,12 @@ def test_configured_uids_and_gids_replace_the_socket_group(
     assert f"pid={pid} uid={NOBODY}" in logged
 
 
-# A bot's first request races the refusal: the daemon refuses in connection_made and closes at
-# once, so a request written after that close fails with EPIPE and the client never reads the
-# `forbidden` reply waiting in its socket (the sync Client then reports ConnectionLostError,
-# about half the time on a 2-core machine). Closing only after the peer has had its say (a
-# "lingering close": reply, shut down the write side, discard input until the peer closes
-# or a short timeout) removes the race for every client, in any language. RAW_PEER pins the
-# losing order down: it writes only after it has read the reply and the end of the stream.
-# Remove the xfail once Connection._refuse lingers (see the report on issue 6).
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="refusal closes at once; see above")
+# A bot's first request races the refusal: the daemon refuses in connection_made. If it
+# closed at once, a request written after that close would fail with EPIPE, and a client that
+# does not then go and read the `forbidden` reply waiting in its socket would report a broken
+# pipe instead. The daemon therefore closes lingeringly (reply, shut down its write side,
+# discard input for a moment). RAW_PEER pins the losing order down: it writes only after it
+# has read the reply and the end of the stream.
 def test_a_refused_peer_can_still_send_its_request_and_read_why(
     make_daemon: Callable[..., DaemonProcess],
 ) -> None:

@@ -180,6 +180,8 @@ def test_clawdbot_drop_in_verifies_and_keeps_the_rating(unit_dir: Path) -> None:
             assert line in readme
 
 
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="sysusers/tmpfiles chown what they create")
 def test_sysusers_and_tmpfiles_create_what_the_units_use(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
     sysusers = run(
