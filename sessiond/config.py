@@ -56,8 +56,8 @@ class Limits(_Section):
     idle_timeout_s: float = 600.0
     frame_timeout_s: float = 10.0
     max_write_buffer_bytes: int = 4 * 1024 * 1024
-    max_remembered_requests: int = 32768
-    remember_requests_s: float = 60.0
+    max_remembered_requests: int = 20000
+    remember_requests_s: float = 30.0
 
 
 class PersistenceConfig(_Section):

@@ -27,7 +27,7 @@ from sessiond.dedup import RememberedWrite, RequestMemory
 from sessiond.entries import StoredEntry, encode_entry
 from sessiond_client.errors import ConflictError, InvalidRequestError
 from sessiond_client.jscompat import UNDEFINED, js_trim
-from sessiond_client.merge import merge_session_entry, strip_undefined
+from sessiond_client.merge import merge_session_entry
 
 __all__ = ["ChangeListener", "SessionStore"]
 
@@ -121,7 +121,10 @@ class SessionStore:
         merged = merge_session_entry(
             existing, js_patch, now_ms=self.clock_ms(), new_session_id=self.new_session_id
         )
-        return strip_undefined(merged)
+        # Only top-level values can be undefined here (the wire's nulls; stored JSON and
+        # msgpack hold none), so a shallow pass is enough — the deep one walked every
+        # nested value of every entry on every write.
+        return {name: value for name, value in merged.items() if value is not UNDEFINED}
 
     def merge(
         self,

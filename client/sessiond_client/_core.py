@@ -8,7 +8,8 @@ the same parameters because both are thin wrappers over these functions.
 
 from __future__ import annotations
 
-import uuid
+import itertools
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -178,8 +179,30 @@ class Call(msgspec.Struct, frozen=True):
     retry_safe: bool = True
 
 
+class _TokenSource:
+    """Request tokens: a random per-process prefix and a counter (a uuid4 per call would
+    cost a getrandom system call on every write)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.prefix = os.urandom(12).hex()
+        self.counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter):x}"
+
+
+_tokens = _TokenSource()
+# A forked child must not repeat its parent's tokens: the daemon would answer the child's
+# write with the parent's earlier result.
+os.register_at_fork(after_in_child=_tokens.reset)
+
+
 def new_request_token() -> str:
-    return uuid.uuid4().hex
+    """A token unique to this call (and to this process, forks included)."""
+    return _tokens.next()
 
 
 def encode_request_frame(request: Request) -> bytearray:

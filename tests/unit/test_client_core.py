@@ -416,3 +416,21 @@ def test_patch_from_update() -> None:
     assert copied is not patch
     with pytest.raises(TypeError):
         _core.patch_from_update(["a"])  # type: ignore[arg-type]
+
+
+def test_request_tokens_are_unique_and_differ_after_fork() -> None:
+    import os
+
+    tokens = {_core.new_request_token() for _ in range(1000)}
+    assert len(tokens) == 1000
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports its first token and exits at once
+        os.write(write_end, _core.new_request_token().encode())
+        os._exit(0)
+    os.close(write_end)
+    child_token = os.read(read_end, 200).decode()
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert child_token and child_token not in tokens
+    assert child_token[:24] != next(iter(tokens))[:24]
