@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
 
 import msgspec
 
@@ -24,15 +23,26 @@ from sessiond.entries import StoredEntry
 __all__ = ["RememberedWrite", "RequestMemory"]
 
 
-class RememberedWrite(msgspec.Struct):
+class RememberedWrite(msgspec.Struct, gc=False):
     """What a token's write did: the key, the entry it stored (``None`` for a delete or
-    when only the key survived a restart), and the exact reply result when known."""
+    when only the key survived a restart), and for ``resolve`` its decision.
+
+    Only immutable scalars and the (immutable, bytes-backed) entry are kept — never a
+    decoded reply — so thousands of remembered writes cost little memory and nothing to
+    the garbage collector; replies are rebuilt from them on a repeat.
+    """
 
     key: str
     entry: StoredEntry | None
-    result: Any = None
-    at_s: float = 0.0
     deleted: bool = False
+    at_s: float = 0.0
+    resolution: tuple[str, bool, bool, str | None] | None = None
+    """``resolve`` only: (session_id, is_new, reset_triggered, body_stripped)."""
+
+
+EXPIRE_EVERY = 256
+"""Old tokens are dropped every this many writes (and before a carry-over); ``lookup``
+checks the age itself, so a token is never honoured past ``ttl_s``."""
 
 
 class RequestMemory:
@@ -43,6 +53,7 @@ class RequestMemory:
         self.ttl_s = ttl_s
         self.clock_s = clock_s
         self.writes: OrderedDict[str, RememberedWrite] = OrderedDict()
+        self.remembered_since_expiry = 0
 
     def __len__(self) -> int:
         return len(self.writes)
@@ -55,16 +66,21 @@ class RequestMemory:
 
     def remember(self, token: str, write: RememberedWrite) -> None:
         write.at_s = self.clock_s()
-        self.writes[token] = write
-        self.writes.move_to_end(token)
-        self._expire()
+        writes = self.writes
+        writes[token] = write  # tokens are new: insertion order is age order
+        if len(writes) > self.max_entries:
+            writes.popitem(last=False)
+        self.remembered_since_expiry += 1
+        if self.remembered_since_expiry >= EXPIRE_EVERY:
+            self._expire()
 
-    def set_result(self, token: str, result: Any) -> None:
+    def note_resolution(self, token: str, resolution: tuple[str, bool, bool, str | None]) -> None:
         remembered = self.writes.get(token)
         if remembered is not None:
-            remembered.result = result
+            remembered.resolution = resolution
 
     def _expire(self) -> None:
+        self.remembered_since_expiry = 0
         writes = self.writes
         while len(writes) > self.max_entries:
             writes.popitem(last=False)

@@ -141,16 +141,18 @@ def _entry_result(key: str, entry: StoredEntry) -> EntryResult:
     return EntryResult(key, entry.value(), entry.revision)
 
 
+def _written_result(store: SessionStore, key: str, entry: StoredEntry) -> EntryResult:
+    return EntryResult(key, store.value_of(entry), entry.revision)
+
+
 def replayed_result(
     request: WriteRequestBase, store: SessionStore, remembered: RememberedWrite
 ) -> Any:
     """The reply to a write whose token was already applied, without applying it again.
 
-    The exact earlier result when this process produced it; after a restart, a result
-    rebuilt from the entry the journal recorded (or the entry as it is now).
+    Rebuilt from what was remembered: the entry the write stored (or, for a token that
+    only survived as a key, the entry as it is now) and, for ``resolve``, its decision.
     """
-    if remembered.result is not None:
-        return remembered.result
     if isinstance(request, DeleteRequest):
         return True
     entry = remembered.entry or store.get(remembered.key)
@@ -159,13 +161,17 @@ def replayed_result(
             f"request {request.request_token} was applied earlier, and "
             f"{remembered.key!r} has been deleted since"
         )
-    if isinstance(request, ResolveRequest):
-        value = entry.value()
-        session_id = value.get("sessionId") if isinstance(value, dict) else None
-        return ResolveResult(
-            remembered.key, str(session_id), False, False, None, value, entry.revision
-        )
-    return _entry_result(remembered.key, entry)
+    if not isinstance(request, ResolveRequest):
+        return _entry_result(remembered.key, entry)
+    value = entry.value()
+    if remembered.resolution is not None:
+        session_id, is_new, reset_triggered, body_stripped = remembered.resolution
+    else:  # only the journal's record survived a restart: the session, not the decision
+        raw_id = value.get("sessionId") if isinstance(value, dict) else None
+        session_id, is_new, reset_triggered, body_stripped = str(raw_id), False, False, None
+    return ResolveResult(
+        remembered.key, session_id, is_new, reset_triggered, body_stripped, value, entry.revision
+    )
 
 
 class Dispatcher:
@@ -212,29 +218,33 @@ class Dispatcher:
     def store(self, request_agent: str | None, key: str | None, *, write: bool) -> SessionStore:
         return self.stores.store_for(agent_of(request_agent, key), for_write=write)
 
-    def handle(self, request: Request) -> Any:
+    def handle(self, request: Request, agents: tuple[str, ...] | None = None) -> Any:
         """Run ``request`` and return its result (a Struct, bool, dict or None).
 
         A write carrying a ``request_token`` the store remembers is not applied again:
         its earlier result is returned (see :mod:`sessiond.dedup`).
         """
         if isinstance(request, WriteRequestBase) and request.request_token is not None:
-            return self.handle_write_once(request)
+            return self.handle_write_once(request, agents or agents_of(request))
         return self.run(request)
 
-    def handle_write_once(self, request: WriteRequestBase) -> Any:
+    def handle_write_once(self, request: WriteRequestBase, agents: tuple[str, ...]) -> Any:
         token = request.request_token
         assert token is not None
         if not 0 < len(token) <= MAX_TOKEN_CHARS:
             raise InvalidRequestError(f"request_token must have 1 to {MAX_TOKEN_CHARS} characters")
-        (agent_id,) = agents_of(request)  # type: ignore[arg-type]
+        (agent_id,) = agents
         store = self.stores.store_for(agent_id, for_write=True)
         remembered = store.requests.lookup(token)
         if remembered is not None:
             self.replayed_writes += 1
             return replayed_result(request, store, remembered)
         result = self.run(request)  # type: ignore[arg-type]
-        store.requests.set_result(token, result)
+        if isinstance(result, ResolveResult):
+            store.requests.note_resolution(
+                token,
+                (result.session_id, result.is_new, result.reset_triggered, result.body_stripped),
+            )
         return result
 
     def run(self, request: Request) -> Any:
@@ -311,10 +321,10 @@ class Dispatcher:
         key = self.check_key(request.key)
         fields = self.check_fields(request.patch)
         store = self.store(request.agent, key, write=True)
-        return _entry_result(
-            key,
-            store.patch(key, fields, if_revision=request.if_revision, token=request.request_token),
+        entry = store.patch(
+            key, fields, if_revision=request.if_revision, token=request.request_token
         )
+        return _written_result(store, key, entry)
 
     def update(self, request: UpdateRequest) -> EntryResult | None:
         key = self.check_key(request.key)
@@ -323,18 +333,16 @@ class Dispatcher:
         entry = store.update(
             key, fields, if_revision=request.if_revision, token=request.request_token
         )
-        return None if entry is None else _entry_result(key, entry)
+        return None if entry is None else _written_result(store, key, entry)
 
     def replace(self, request: ReplaceRequest) -> EntryResult:
         key = self.check_key(request.key)
         fields = self.check_fields(request.entry)
         store = self.store(request.agent, key, write=True)
-        return _entry_result(
-            key,
-            store.replace(
-                key, fields, if_revision=request.if_revision, token=request.request_token
-            ),
+        entry = store.replace(
+            key, fields, if_revision=request.if_revision, token=request.request_token
         )
+        return _written_result(store, key, entry)
 
     def update_last_route(self, request: UpdateLastRouteRequest) -> EntryResult:
         key = self.check_key(request.key)
@@ -347,7 +355,7 @@ class Dispatcher:
             touch=request.touch,
             token=request.request_token,
         )
-        return _entry_result(key, entry)
+        return _written_result(store, key, entry)
 
     def delete(self, request: DeleteRequest) -> bool:
         key = self.check_key(request.key)

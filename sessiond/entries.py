@@ -39,6 +39,7 @@ __all__ = [
     "StoredEntry",
     "decode_entry",
     "encode_entry",
+    "encode_entry_for_wire",
     "encode_json_slowly",
     "entry_from_json",
     "revision_of",
@@ -109,13 +110,21 @@ def _updated_at_ms_of(value: Any) -> float:
 def encode_entry(value: Any) -> StoredEntry:
     """Store a Python value (normally a dict) as ``JSON.stringify`` would write it:
     non-finite floats as ``null``, ``-0.0`` as ``0``."""
+    return encode_entry_for_wire(value)[0]
+
+
+def encode_entry_for_wire(value: Any) -> tuple[StoredEntry, bool]:
+    """:func:`encode_entry`, and whether ``value`` itself is what was stored and can go on
+    the wire as the entry (false after ``-0.0`` was rewritten, or with a lone surrogate,
+    which msgpack cannot carry)."""
     try:
         json_bytes = _json_encoder.encode(value)
         if b"-0.0" in json_bytes:  # rare; a string or -0.05 also match, and stay as they are
-            json_bytes = _json_encoder.encode(_finite(value))
+            finite = _finite(value)
+            return StoredEntry(_json_encoder.encode(finite), _updated_at_ms_of(value)), False
     except UnicodeEncodeError:  # a lone surrogate: write it as JSON.stringify does
-        json_bytes = encode_json_slowly(value)
-    return StoredEntry(json_bytes, _updated_at_ms_of(value))
+        return StoredEntry(encode_json_slowly(value), _updated_at_ms_of(value)), False
+    return StoredEntry(json_bytes, _updated_at_ms_of(value)), True
 
 
 def decode_entry(entry: StoredEntry) -> Any:

@@ -42,7 +42,6 @@ from sessiond_client.errors import (
 from sessiond_client.protocol import (
     FRAME_HEADER,
     OPS,
-    WRITE_OPS,
     ErrorBody,
     ErrorReply,
     FlushRequest,
@@ -50,6 +49,7 @@ from sessiond_client.protocol import (
     OkReply,
     Request,
     RequestEnvelope,
+    WriteRequestBase,
 )
 
 __all__ = ["Connection", "Server"]
@@ -57,6 +57,7 @@ __all__ = ["Connection", "Server"]
 log = logging.getLogger("sessiond.server")
 
 REFUSE_LINGER_S = 2.0
+OP_NAMES: dict[type, str] = {cls: str(cls.__struct_config__.tag) for cls in Request.__args__}
 _request_decoder = msgspec.msgpack.Decoder(Request)
 _envelope_decoder = msgspec.msgpack.Decoder(RequestEnvelope)
 _encoder = msgspec.msgpack.Encoder()
@@ -312,8 +313,8 @@ class Connection(asyncio.Protocol):
             self.reply_error(*classify_bad_payload(payload, error))
             return
         server = self.server
-        op = type(request).__struct_config__.tag
-        server.ops[str(op)] += 1
+        op = OP_NAMES[type(request)]
+        server.ops[op] += 1
         if server.stopping:
             self.reply_error(request.id, ShuttingDownError("the daemon is shutting down"))
             return
@@ -322,7 +323,7 @@ class Connection(asyncio.Protocol):
             if isinstance(request, FlushRequest) or not server.registry.all_loaded(agents):
                 self._spawn(self.handle_later(request, agents))
                 return
-            result = server.dispatcher.handle(request)
+            result = server.dispatcher.handle(request, agents)
         except ServerError as error:
             self.reply_error(request.id, error)
             return
@@ -330,7 +331,7 @@ class Connection(asyncio.Protocol):
             log.exception("internal error handling %s", op)
             self.reply_error(request.id, InternalError(f"internal error handling {op}"))
             return
-        if op in WRITE_OPS and getattr(request, "durable", False):
+        if isinstance(request, WriteRequestBase) and request.durable:
             self._spawn(self.reply_when_durable(request.id, agents, result))
         else:
             self.send(encode_reply(OkReply(request.id, result)))
@@ -354,8 +355,8 @@ class Connection(asyncio.Protocol):
                 await server.registry.flush(request.agent)
                 self.send(encode_reply(OkReply(request.id, True)))
                 return
-            result = server.dispatcher.handle(request)
-            if getattr(request, "durable", False):
+            result = server.dispatcher.handle(request, agents)
+            if isinstance(request, WriteRequestBase) and request.durable:
                 await server.registry.wait_durable(agents)
         except ServerError as error:
             self.reply_error(request.id, error)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sessiond.dedup import RememberedWrite, RequestMemory
-from sessiond.entries import StoredEntry, encode_entry
+from sessiond.entries import StoredEntry, encode_entry_for_wire
 from sessiond_client.errors import ConflictError, InvalidRequestError
 from sessiond_client.jscompat import UNDEFINED, js_trim
 from sessiond_client.merge import merge_session_entry
@@ -65,6 +65,7 @@ class SessionStore:
         self.new_session_id = new_session_id
         self.on_change = on_change
         self.max_entry_bytes = max_entry_bytes
+        self._last_written: tuple[StoredEntry | None, Any] = (None, None)
         self.requests = (
             requests
             if requests is not None
@@ -121,6 +122,8 @@ class SessionStore:
         merged = merge_session_entry(
             existing, js_patch, now_ms=self.clock_ms(), new_session_id=self.new_session_id
         )
+        if UNDEFINED not in js_patch.values():
+            return merged
         # Only top-level values can be undefined here (the wire's nulls; stored JSON and
         # msgpack hold none), so a shallow pass is enough — the deep one walked every
         # nested value of every entry on every write.
@@ -134,7 +137,21 @@ class SessionStore:
         token: str | None = None,
     ) -> StoredEntry:
         """Merge a wire patch into ``current`` and store the result."""
-        return self.set(key, encode_entry(self.merged_value(patch, current)), token)
+        return self.store_value(key, self.merged_value(patch, current), token)
+
+    def store_value(self, key: str, value: Any, token: str | None = None) -> StoredEntry:
+        """Encode and store ``value``, keeping it to answer the write without a decode."""
+        entry, wire_safe = encode_entry_for_wire(value)
+        self.set(key, entry, token)
+        if wire_safe:
+            self._last_written = (entry, value)
+        return entry
+
+    def value_of(self, entry: StoredEntry) -> Any:
+        """The value of ``entry`` for a reply: the one just written if it is that entry
+        (the write path already has it decoded), else a fresh decode."""
+        last_entry, last_value = self._last_written
+        return last_value if last_entry is entry else entry.value()
 
     def patch(
         self,
@@ -177,7 +194,7 @@ class SessionStore:
         if not isinstance(value.get("sessionId"), str):
             raise InvalidRequestError("replace needs an entry with a string sessionId")
         value.setdefault("updatedAt", self.clock_ms())
-        return self.set(key, encode_entry(value), token)
+        return self.store_value(key, value, token)
 
     def update_last_route(
         self,
@@ -208,7 +225,7 @@ class SessionStore:
         existing = current.exact_value() if current is not None else None
         if not touch and isinstance(existing, dict) and "updatedAt" in existing:
             merged["updatedAt"] = existing["updatedAt"]
-        return self.set(key, encode_entry(merged), token)
+        return self.store_value(key, merged, token)
 
     def delete(self, key: str, *, if_revision: str | None = None, token: str | None = None) -> bool:
         self.check_revision(key, if_revision)
