@@ -281,8 +281,13 @@ class Dispatcher:
 
     def get(self, request: GetRequest) -> EntryResult | None:
         key = self.check_key(request.key)
-        entry = self.store(request.agent, key, write=False).get(key)
-        return None if entry is None else _entry_result(key, entry)
+        store = self.store(request.agent, key, write=False)
+        entry = store.get(key)
+        return (
+            None
+            if entry is None
+            else EntryResult(key, store.wire_value(key, entry), entry.revision)
+        )
 
     def get_many(self, request: GetManyRequest) -> dict[str, EntryRef]:
         if len(request.keys) > self.limits.max_keys_per_request:

@@ -191,8 +191,18 @@ class AsyncClient:
         return connection
 
     async def _call(self, call: _core.Call, timeout_s: float | None = None) -> Any:
+        try:
+            return await self._call_once(call, timeout_s or self.settings.timeout_s)
+        except SessiondError as error:
+            if not self.retry.should_retry(error, retry_safe=call.retry_safe, elapsed_s=0.0):
+                raise
+        return await self._retry(call, timeout_s)
+
+    async def _retry(self, call: _core.Call, timeout_s: float | None) -> Any:
+        """Later attempts of a call whose first attempt failed in a retryable way."""
         started = time.monotonic()
         for attempt in itertools.count():
+            await asyncio.sleep(self.retry.backoff.delay_s(attempt))
             try:
                 return await self._call_once(call, timeout_s or self.settings.timeout_s)
             except SessiondError as error:
@@ -200,7 +210,6 @@ class AsyncClient:
                     error, retry_safe=call.retry_safe, elapsed_s=time.monotonic() - started
                 ):
                     raise
-            await asyncio.sleep(self.retry.backoff.delay_s(attempt))
         raise AssertionError("unreachable")
 
     async def _call_once(self, call: _core.Call, timeout_s: float) -> Any:

@@ -12,7 +12,7 @@ A call is retried only when that cannot apply it twice:
 
 Timeouts are not retried: the caller's deadline has passed. Retries continue, with
 exponential backoff and full jitter, until ``reconnect_timeout_s`` has passed since the
-first attempt: long enough to ride out a daemon restart.
+first attempt failed: long enough to ride out a daemon restart.
 """
 
 from __future__ import annotations

@@ -87,6 +87,7 @@ class _Connection:
         self.broken: SessiondError | None = None
         self.read_buffer = bytearray(READ_SIZE)
         self.read_view = memoryview(self.read_buffer)
+        self.followers = 0
 
     def send(self, request: Request) -> _Waiter:
         waiter = _Waiter()
@@ -142,10 +143,18 @@ class _Connection:
                 return
             event = waiter.event = waiter.event or threading.Event()
             event.clear()
-        event.wait(max(0.0, min(deadline - time.monotonic(), READ_SLICE_S)))
+            self.followers += 1
+        try:
+            event.wait(max(0.0, min(deadline - time.monotonic(), READ_SLICE_S)))
+        finally:
+            with self.state_lock:
+                self.followers -= 1
 
     def _wake_a_follower(self) -> None:
-        # The leader stopped reading: a follower still waiting must take over.
+        # The leader stopped reading: a follower still waiting must take over. A lone
+        # caller (no followers) skips the lock.
+        if not self.followers:
+            return
         with self.state_lock:
             for waiter in self.pending.values():
                 if waiter.event is not None:
@@ -273,8 +282,18 @@ class Client:
         return sock
 
     def _call(self, call: _core.Call, timeout_s: float | None = None) -> Any:
+        try:
+            return self._call_once(call, timeout_s or self.settings.timeout_s)
+        except SessiondError as error:
+            if not self.retry.should_retry(error, retry_safe=call.retry_safe, elapsed_s=0.0):
+                raise
+        return self._retry(call, timeout_s)
+
+    def _retry(self, call: _core.Call, timeout_s: float | None) -> Any:
+        """Later attempts of a call whose first attempt failed in a retryable way."""
         started = time.monotonic()
         for attempt in itertools.count():
+            time.sleep(self.retry.backoff.delay_s(attempt))
             try:
                 return self._call_once(call, timeout_s or self.settings.timeout_s)
             except SessiondError as error:
@@ -282,7 +301,6 @@ class Client:
                     error, retry_safe=call.retry_safe, elapsed_s=time.monotonic() - started
                 ):
                     raise
-            time.sleep(self.retry.backoff.delay_s(attempt))
         raise AssertionError("unreachable")
 
     def _call_once(self, call: _core.Call, timeout_s: float) -> Any:

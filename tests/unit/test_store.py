@@ -513,3 +513,14 @@ def test_a_lone_surrogate_survives_an_update(store: SessionStore) -> None:
     assert updated.exact_value()["label"] == "cut \ud83d"
     assert b'"cut \\ud83d"' in updated.json_bytes
     assert updated.value()["label"] == "cut \ufffd"
+
+
+def test_wire_value_cache_never_serves_a_replaced_entry() -> None:
+    import msgspec
+
+    store = SessionStore("main", clock_ms=lambda: 1_700_000_000_000, new_session_id=lambda: "s")
+    first = store.patch("k", {"label": "one"})
+    assert msgspec.msgpack.decode(store.wire_value("k", first).copy())["label"] == "one"
+    second = store.patch("k", {"label": "two"})
+    assert msgspec.msgpack.decode(store.wire_value("k", second).copy())["label"] == "two"
+    assert store.wire_value("k", second) is store.wire_value("k", second)  # cached
