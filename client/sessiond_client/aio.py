@@ -46,25 +46,47 @@ class _Expired(Exception):
     """Set on a call's future when its timeout passes (never escapes the client)."""
 
 
-def _expire(future: asyncio.Future[Reply]) -> None:
-    if not future.done():
-        future.set_exception(_Expired())
+TIMEOUT_SWEEP_S = 0.05
+"""How often a connection with calls in flight checks their deadlines."""
 
 
 class _Connection(asyncio.Protocol):
-    """One socket connection: writes requests, routes replies to their futures."""
+    """One socket connection: writes requests, routes replies to their futures.
+
+    Deadlines are checked by one sweep every :data:`TIMEOUT_SWEEP_S` while calls are in
+    flight, instead of a timer per call: the pipelined path stays cheap.
+    """
 
     def __init__(self, max_frame_bytes: int) -> None:
         self.decoder = FrameDecoder(max_frame_bytes)
         self.pending: dict[int, asyncio.Future[Reply]] = {}
+        self.deadlines: dict[int, float] = {}
         self.transport: asyncio.Transport | None = None
         self.broken: SessiondError | None = None
         self.ids = itertools.count(1)
         self.outgoing: list[bytearray] = []
+        self.loop = asyncio.get_running_loop()
+        self.sweep_scheduled = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+
+    def _sweep(self) -> None:
+        self.sweep_scheduled = False
+        now = self.loop.time()
+        expired = [call_id for call_id, deadline in self.deadlines.items() if deadline <= now]
+        for call_id in expired:
+            del self.deadlines[call_id]
+            future = self.pending.pop(call_id, None)
+            if future is not None and not future.done():
+                future.set_exception(_Expired())
+        self._schedule_sweep()
+
+    def _schedule_sweep(self) -> None:
+        if self.deadlines and not self.sweep_scheduled:
+            self.sweep_scheduled = True
+            self.loop.call_later(TIMEOUT_SWEEP_S, self._sweep)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -74,6 +96,7 @@ class _Connection(asyncio.Protocol):
                     # A connection-level refusal (busy, forbidden, frame_too_large...).
                     raise _core.reply_error(reply) or ProtocolError("reply without an id")
                 future = self.pending.pop(reply.id, None)
+                self.deadlines.pop(reply.id, None)
                 if future is not None and not future.done():
                     future.set_result(reply)
         except (SessiondError, FrameTooLargeError) as error:
@@ -87,6 +110,7 @@ class _Connection(asyncio.Protocol):
         if self.broken is None:
             self.broken = error
         pending, self.pending = self.pending, {}
+        self.deadlines.clear()
         for future in pending.values():
             if not future.done():
                 future.set_exception(error)
@@ -101,16 +125,21 @@ class _Connection(asyncio.Protocol):
     def usable(self) -> bool:
         return self.broken is None and self.transport is not None
 
-    def send(self, request: Request) -> asyncio.Future[Reply]:
-        """Queue ``request``; every request queued in one loop turn goes out in one write."""
+    def send(self, request: Request, timeout_s: float) -> asyncio.Future[Reply]:
+        """Queue ``request``; every request queued in one loop turn goes out in one write.
+
+        The future fails with :class:`_Expired` if no reply came within ``timeout_s``.
+        """
         if self.broken is not None or self.transport is None:
             # Refused (busy, forbidden...) or closed since it was handed out: nothing
             # would ever answer on it.
             raise self.broken or ConnectionLostError("the connection is closed")
-        request.id = next(self.ids)
-        loop = asyncio.get_running_loop()
+        request.id = call_id = next(self.ids)
+        loop = self.loop
         future: asyncio.Future[Reply] = loop.create_future()
-        self.pending[request.id] = future
+        self.pending[call_id] = future
+        self.deadlines[call_id] = loop.time() + timeout_s
+        self._schedule_sweep()
         self.outgoing.append(_core.encode_request_frame(request))
         if len(self.outgoing) == 1:
             loop.call_soon(self._write_outgoing)
@@ -213,11 +242,10 @@ class AsyncClient:
         raise AssertionError("unreachable")
 
     async def _call_once(self, call: _core.Call, timeout_s: float) -> Any:
-        connection = await self._connected()
-        future = connection.send(call.request)
-        # One timer per call instead of asyncio.wait_for (which wraps every call in a
-        # task): the pipelined path stays cheap.
-        timer = asyncio.get_running_loop().call_later(timeout_s, _expire, future)
+        connection = self._connection
+        if connection is None or not connection.usable:
+            connection = await self._connected()
+        future = connection.send(call.request, timeout_s)
         try:
             reply = await future
         except _Expired:
@@ -228,8 +256,6 @@ class AsyncClient:
                 ConnectionLostError("an earlier call on this connection was cancelled")
             )
             raise
-        finally:
-            timer.cancel()
         return _core.reply_result(reply, call.convert)
 
     # -- operations (same names and parameters as the sync Client) ---------------------
