@@ -33,7 +33,8 @@ from sessiond_client.merge import merge_session_entry
 
 __all__ = ["WIRE_CACHE_ENTRIES", "ChangeListener", "SessionStore"]
 
-WIRE_CACHE_ENTRIES = 4096
+WIRE_CACHE_ENTRIES = 16384
+"""Reads served from pre-encoded msgpack (~1 KB each, so ~16 MB at most per store)."""
 _wire_encoder = msgspec.msgpack.Encoder()
 
 ChangeListener = Callable[[str, str, "StoredEntry | None", "str | None"], None]
@@ -157,17 +158,19 @@ class SessionStore:
         """``entry`` encoded as msgpack for a reply, from a small cache of recent reads.
 
         A read would otherwise decode the JSON and re-encode it as msgpack (~2 µs per
-        KB) every time; bots read the same few sessions over and over. The cache holds
-        at most :data:`WIRE_CACHE_ENTRIES` entries (a few MB) and is checked by identity,
-        so a changed entry is never served from it.
+        KB) every time; bots read their active sessions over and over. The cache holds at
+        most :data:`WIRE_CACHE_ENTRIES` entries (first in, first out) and is checked by
+        identity, so a changed entry is never served from it.
         """
         cached = self._wire_cache.get(key)
         if cached is not None and cached[0] is entry:
             return cached[1]
         raw = msgspec.Raw(_wire_encoder.encode(entry.value()))
-        if len(self._wire_cache) >= WIRE_CACHE_ENTRIES:
-            self._wire_cache.clear()
-        self._wire_cache[key] = (entry, raw)
+        cache = self._wire_cache
+        cache.pop(key, None)
+        if len(cache) >= WIRE_CACHE_ENTRIES:
+            del cache[next(iter(cache))]  # the oldest insertion
+        cache[key] = (entry, raw)
         return raw
 
     def value_of(self, entry: StoredEntry) -> Any:
