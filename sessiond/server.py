@@ -283,16 +283,20 @@ class Connection(asyncio.Protocol):
         except FrameTooLargeError as error:
             self._refuse(error)
             return
-        self.outbox = []
-        for payload in payloads:
-            self.handle_payload(payload)
-        outbox, self.outbox = self.outbox, None
-        if outbox and self.transport is not None:
-            self.server.registry.append_journals()
-            self.transport.write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
-        self.partial_since = (
-            (self.partial_since or self.last_activity) if self.decoder.buffered_bytes else None
-        )
+        if len(payloads) == 1:  # the usual case: one request, its reply written at once
+            self.handle_payload(payloads[0])
+        else:
+            self.outbox = []
+            for payload in payloads:
+                self.handle_payload(payload)
+            outbox, self.outbox = self.outbox, None
+            if outbox and self.transport is not None:
+                self.server.registry.append_journals()
+                self.transport.write(b"".join(outbox))
+        if self.decoder.buffered_bytes:
+            self.partial_since = self.partial_since or self.last_activity
+        else:
+            self.partial_since = None
 
     def send(self, frame: bytearray) -> None:
         if self.outbox is not None:
