@@ -123,10 +123,21 @@ def format_tables(
 def _load_lines(results: RunResults) -> list[str]:
     if not results.loads:
         return []
-    lines = ["", f"{'size':>7} {'contender':<17} {'load s':>10} {'bytes/entry':>12}"]
+    lines = [
+        "",
+        f"{'size':>7} {'contender':<17} {'load s':>10} {'bytes/entry':>12}"
+        f" {'file MB':>9} {'msgspec s':>10} {'rss/file':>9}",
+    ]
     for (name, store_size), load in sorted(results.loads.items(), key=lambda i: i[0][::-1]):
         per_entry = "-" if load.bytes_per_entry is None else f"{load.bytes_per_entry:,.0f}"
-        lines.append(f"{store_size:>7} {name:<17} {load.load_time_s:>10.3f} {per_entry:>12}")
+        details = load.details
+        file_mb = f"{details['file_bytes'] / 1e6:.1f}" if "file_bytes" in details else "-"
+        decode_s = f"{details['msgspec_decode_s']:.3f}" if "msgspec_decode_s" in details else "-"
+        ratio = f"{details['rss_over_file']:.2f}" if "rss_over_file" in details else "-"
+        lines.append(
+            f"{store_size:>7} {name:<17} {load.load_time_s:>10.3f} {per_entry:>12}"
+            f" {file_mb:>9} {decode_s:>10} {ratio:>9}"
+        )
     return lines
 
 

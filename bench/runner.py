@@ -60,6 +60,8 @@ class LoadSummary:
     load_time_s: float
     bytes_per_entry: float | None
     reps: list[LoadResult]
+    details: dict[str, float] = field(default_factory=dict)
+    """Medians of the numeric details the contender reported (file size, decode time...)."""
 
 
 @dataclass
@@ -288,11 +290,21 @@ def _measure_loads(
 
 def _summarise_loads(measured: list[LoadResult]) -> LoadSummary:
     per_entry = [r.bytes_per_entry for r in measured if r.bytes_per_entry is not None]
+    names = {name for r in measured for name, value in r.details.items() if _numeric(value)}
+    details = {
+        name: statistics.median(r.details[name] for r in measured if name in r.details)
+        for name in sorted(names)
+    }
     return LoadSummary(
         load_time_s=statistics.median(r.load_time_s for r in measured),
         bytes_per_entry=statistics.median(per_entry) if per_entry else None,
         reps=measured,
+        details=details,
     )
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def describe_config(config: RunConfig) -> dict[str, Any]:
