@@ -170,7 +170,10 @@ class JournalSegment:
         self.size_bytes += len(data)
 
     def fsync(self) -> None:
-        os.fsync(self.fd)
+        # fdatasync: the data and the size that makes it readable, without the timestamps
+        # a full fsync also writes (~25% cheaper here); a new segment's directory entry is
+        # synced separately by the writer.
+        os.fdatasync(self.fd)
 
     def close(self) -> None:
         if not self.closed:
