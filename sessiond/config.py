@@ -65,6 +65,8 @@ class PersistenceConfig(_Section):
     flush_delay_s: float = 0.1
     flush_max_delay_s: float = 1.0
     journal_fsync_interval_s: float = 1.0
+    journal_snapshot_interval_s: float = 5.0
+    journal_max_bytes: int = 64 * 1024 * 1024
     snapshot_format: Literal["pretty", "compact"] = "pretty"
     retry_initial_s: float = 0.5
     retry_max_s: float = 30.0

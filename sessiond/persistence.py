@@ -11,7 +11,8 @@ released by the one fsync or snapshot that covers it).
 Modes: ``memory`` (no disk at all; ``durable`` is accepted and means nothing),
 ``debounced`` (snapshots only; a durable write forces the next snapshot), ``journal``
 (default: a journal record per change, fsynced at once for durable writes and every
-``journal_fsync_interval_s`` otherwise, plus debounced snapshots that truncate it).
+``journal_fsync_interval_s`` otherwise, plus debounced snapshots — at most every
+``journal_snapshot_interval_s`` while the journal is healthy — that truncate it).
 
 Snapshots are written at ``min(last_change + flush_delay_s, first_change +
 flush_max_delay_s)`` from a cheap copy of the entry dict (entries are immutable), rendered
@@ -101,6 +102,7 @@ class StorePersistence:
         self.last_change_at = 0.0
         self.force_snapshot = False
         self.retry_at: float | None = None
+        self.last_snapshot_at = 0.0
         self.retry_delay_s = config.retry_initial_s
         self.waiters: list[_Waiter] = []
         self.wake_snapshot = asyncio.Event()
@@ -293,17 +295,24 @@ class StorePersistence:
 
         Due at ``min(last_change + flush_delay, first_change + flush_max_delay)``, at once
         when forced (``flush``, a durable write without a journal), but never before the
-        backoff after a failure has passed.
+        backoff after a failure has passed. While a healthy journal holds the changes,
+        snapshots are also spaced ``journal_snapshot_interval_s`` apart (until the journal
+        outgrows ``journal_max_bytes``): rewriting a large store every second would cost
+        disk bandwidth and stall durable writes' fsyncs behind its own, for nothing.
         """
+        config = self.config
         if self.force_snapshot:
             deadline = now
         elif self.first_dirty_at is None:
             return None
         else:
             deadline = min(
-                self.last_change_at + self.config.flush_delay_s,
-                self.first_dirty_at + self.config.flush_max_delay_s,
+                self.last_change_at + config.flush_delay_s,
+                self.first_dirty_at + config.flush_max_delay_s,
             )
+            journal = self.journal
+            if journal.ok and journal.size_bytes < config.journal_max_bytes:
+                deadline = max(deadline, self.last_snapshot_at + config.journal_snapshot_interval_s)
         if self.retry_at is not None:
             deadline = max(deadline, self.retry_at)
         return max(0.0, deadline - now)
@@ -342,6 +351,7 @@ class StorePersistence:
             await asyncio.sleep(0)
 
     def _snapshot_succeeded(self, seq: int, size_bytes: int, duration_s: float) -> None:
+        self.last_snapshot_at = time.monotonic()
         self.snapshot_seq = max(self.snapshot_seq, seq)
         self.retry_at, self.retry_delay_s = None, self.config.retry_initial_s
         stats = self.stats
