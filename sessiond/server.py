@@ -41,6 +41,7 @@ from sessiond_client.errors import (
 )
 from sessiond_client.protocol import (
     FRAME_HEADER,
+    OP_OF_REQUEST,
     OPS,
     ErrorBody,
     ErrorReply,
@@ -57,7 +58,6 @@ __all__ = ["Connection", "Server"]
 log = logging.getLogger("sessiond.server")
 
 REFUSE_LINGER_S = 2.0
-OP_NAMES: dict[type, str] = {cls: str(cls.__struct_config__.tag) for cls in Request.__args__}
 _request_decoder = msgspec.msgpack.Decoder(Request)
 _envelope_decoder = msgspec.msgpack.Decoder(RequestEnvelope)
 _encoder = msgspec.msgpack.Encoder()
@@ -317,7 +317,7 @@ class Connection(asyncio.Protocol):
             self.reply_error(*classify_bad_payload(payload, error))
             return
         server = self.server
-        op = OP_NAMES[type(request)]
+        op = OP_OF_REQUEST[type(request)]
         server.ops[op] += 1
         if server.stopping:
             self.reply_error(request.id, ShuttingDownError("the daemon is shutting down"))

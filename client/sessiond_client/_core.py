@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 import msgspec
 
 from sessiond_client.errors import ProtocolError, SessiondError, server_error_for
+from sessiond_client.locations import default_socket_path
 from sessiond_client.protocol import (
     FRAME_HEADER,
     DeleteRequest,
@@ -39,9 +40,11 @@ from sessiond_client.protocol import (
     UpdateRequest,
 )
 from sessiond_client.results import Resolution, ServerInfo, Session, SessionPage
+from sessiond_client.retry import RetryPolicy
 
 __all__ = [
     "Call",
+    "ClientBase",
     "ClientSettings",
     "decode_reply",
     "reply_result",
@@ -74,6 +77,32 @@ class ClientSettings(msgspec.Struct, frozen=True, kw_only=True):
     timeout_s: float = 5.0
     connect_timeout_s: float = 2.0
     max_frame_bytes: int = 16 * 1024 * 1024
+
+
+class ClientBase:
+    """What both clients are configured with; the shells add their connection handling."""
+
+    def __init__(
+        self,
+        socket_path: str | None = None,
+        *,
+        timeout_s: float = 5.0,
+        connect_timeout_s: float = 2.0,
+        retry: RetryPolicy | None = None,
+        client_name: str | None = None,
+    ) -> None:
+        path = socket_path or default_socket_path(os.environ, home=os.path.expanduser("~"))
+        self.settings = ClientSettings(
+            socket_path=path, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s
+        )
+        self.retry = retry or RetryPolicy()
+        self.client_name = client_name
+        self._closed = False
+        self._init_connection_state()
+
+    def _init_connection_state(self) -> None:
+        """The shell's connection slot and the lock that guards (re)connecting."""
+        raise NotImplementedError
 
 
 def decode_reply(payload: bytes) -> Reply:
@@ -251,22 +280,24 @@ def list_call(
 def patch_call(
     *, key: str, patch: Mapping[str, Any], agent: str | None, if_revision: str | None, durable: bool
 ) -> Call:
-    request = PatchRequest(
-        id=0,
-        request_token=new_request_token(),
-        key=key,
-        patch=dict(patch),
-        agent=agent,
-        if_revision=if_revision,
-        durable=durable,
-    )
-    return Call("patch", request, to_required_session)
+    return _merge_call(PatchRequest, key, patch, agent, if_revision, durable)
 
 
 def update_call(
     *, key: str, patch: Mapping[str, Any], agent: str | None, if_revision: str | None, durable: bool
 ) -> Call:
-    request = UpdateRequest(
+    return _merge_call(UpdateRequest, key, patch, agent, if_revision, durable)
+
+
+def _merge_call(  # noqa: PLR0917 - private; the two public builders name every argument
+    request_type: type[PatchRequest] | type[UpdateRequest],
+    key: str,
+    patch: Mapping[str, Any],
+    agent: str | None,
+    if_revision: str | None,
+    durable: bool,
+) -> Call:
+    request = request_type(
         id=0,
         request_token=new_request_token(),
         key=key,
@@ -275,7 +306,8 @@ def update_call(
         if_revision=if_revision,
         durable=durable,
     )
-    return Call("update", request, to_session)
+    convert = to_required_session if request_type is PatchRequest else to_session
+    return Call(str(request_type.__struct_config__.tag), request, convert)
 
 
 def replace_call(

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import inspect
 import itertools
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
@@ -32,10 +31,8 @@ from sessiond_client.errors import (
     RequestTimeoutError,
     SessiondError,
 )
-from sessiond_client.locations import default_socket_path
 from sessiond_client.protocol import FrameDecoder, Reply, Request
 from sessiond_client.results import Resolution, ServerInfo, Session, SessionPage
-from sessiond_client.retry import RetryPolicy
 
 __all__ = ["AsyncClient"]
 
@@ -151,27 +148,12 @@ class _Connection(asyncio.Protocol):
             self.transport.write(outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
 
 
-class AsyncClient:
+class AsyncClient(_core.ClientBase):
     """Talks to sessiond from asyncio code. Use as ``async with AsyncClient() as client:``."""
 
-    def __init__(
-        self,
-        socket_path: str | None = None,
-        *,
-        timeout_s: float = 5.0,
-        connect_timeout_s: float = 2.0,
-        retry: RetryPolicy | None = None,
-        client_name: str | None = None,
-    ) -> None:
-        path = socket_path or default_socket_path(os.environ, home=os.path.expanduser("~"))
-        self.settings = _core.ClientSettings(
-            socket_path=path, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s
-        )
-        self.retry = retry or RetryPolicy()
-        self.client_name = client_name
+    def _init_connection_state(self) -> None:
         self._connection: _Connection | None = None
         self._connect_lock = asyncio.Lock()
-        self._closed = False
 
     async def __aenter__(self) -> AsyncClient:
         return self

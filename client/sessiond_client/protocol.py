@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
     "FRAME_HEADER",
     "OPS",
+    "OP_OF_REQUEST",
     "PROTOCOL_VERSION",
     "WRITE_OPS",
     "DeleteRequest",
@@ -161,7 +162,11 @@ Request = (
     | StatsRequest
 )
 
-OPS: Final[frozenset[str]] = frozenset(str(cls.__struct_config__.tag) for cls in Request.__args__)
+OP_OF_REQUEST: Final[dict[type, str]] = {
+    cls: str(cls.__struct_config__.tag) for cls in Request.__args__
+}
+"""Request class → its ``op`` name."""
+OPS: Final[frozenset[str]] = frozenset(OP_OF_REQUEST.values())
 WRITE_OPS: Final[frozenset[str]] = frozenset(
     {"patch", "update", "replace", "update_last_route", "delete", "resolve"}
 )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import socket
 import struct
 import threading
@@ -35,10 +34,8 @@ from sessiond_client.errors import (
     RequestTimeoutError,
     SessiondError,
 )
-from sessiond_client.locations import default_socket_path
 from sessiond_client.protocol import FrameDecoder, Reply, Request
 from sessiond_client.results import Resolution, ServerInfo, Session, SessionPage
-from sessiond_client.retry import RetryPolicy
 
 __all__ = ["Client"]
 
@@ -211,27 +208,12 @@ class _Connection:
         return self.broken is None
 
 
-class Client:
+class Client(_core.ClientBase):
     """Blocking sessiond client; safe to share between threads. ``with Client() as c:``."""
 
-    def __init__(
-        self,
-        socket_path: str | None = None,
-        *,
-        timeout_s: float = 5.0,
-        connect_timeout_s: float = 2.0,
-        retry: RetryPolicy | None = None,
-        client_name: str | None = None,
-    ) -> None:
-        path = socket_path or default_socket_path(os.environ, home=os.path.expanduser("~"))
-        self.settings = _core.ClientSettings(
-            socket_path=path, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s
-        )
-        self.retry = retry or RetryPolicy()
-        self.client_name = client_name
+    def _init_connection_state(self) -> None:
         self._connection: _Connection | None = None
         self._connect_lock = threading.Lock()
-        self._closed = False
 
     def __enter__(self) -> Client:
         return self
