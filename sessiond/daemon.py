@@ -178,7 +178,11 @@ async def _serve(
         config.limits,
         access_policy_for(config, sock),
     )
-    server.dispatcher.stats = lambda: {**server.stats(), **registry.stats()}
+    server.dispatcher.stats = lambda: {
+        **server.stats(),
+        "replayed_writes": server.dispatcher.replayed_writes,
+        **registry.stats(),
+    }
     listener = await asyncio.get_running_loop().create_unix_server(
         server.protocol_factory, sock=sock
     )

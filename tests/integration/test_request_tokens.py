@@ -60,7 +60,9 @@ def test_same_token_twice_applies_once(daemon: DaemonProcess) -> None:
     assert again["result"] == first["result"]
     assert counter_value(daemon)["label"] == "c"
     with daemon.client() as client:
-        assert client.stats()["ops"]["patch"] == 4
+        stats = client.stats()
+        assert stats["ops"]["patch"] == 4
+        assert stats["replayed_writes"] == 1
 
 
 def test_token_survives_kill_9(make_daemon: Callable[..., DaemonProcess]) -> None:
