@@ -47,6 +47,7 @@ EXIT_OK = 0
 EXIT_FLUSH_FAILED = 1
 EXIT_IN_USE = 75
 STATUS_INTERVAL_S = 1.0
+FINAL_FLUSH_ALLOWANCE_S = 120.0
 
 
 class AlreadyRunningError(RuntimeError):
@@ -223,6 +224,8 @@ async def _shut_down(
     background: list[asyncio.Task[None]],
 ) -> bool:
     notifier.stopping("shutting down: finishing requests, final flush")
+    # A large store's final flush may outlast the unit's stop timeout; ask for the time.
+    notifier.extend_timeout(config.shutdown_timeout_s + FINAL_FLUSH_ALLOWANCE_S)
     listener.close()
     server.begin_shutdown()
     if not await server.drain(config.shutdown_timeout_s):

@@ -37,7 +37,6 @@ from sessiond_client.jscompat import js_truthy
 
 __all__ = [
     "StoredEntry",
-    "decode_entry",
     "encode_entry",
     "encode_entry_for_wire",
     "encode_json_slowly",
@@ -125,10 +124,6 @@ def encode_entry_for_wire(value: Any) -> tuple[StoredEntry, bool]:
     except UnicodeEncodeError:  # a lone surrogate: write it as JSON.stringify does
         return StoredEntry(encode_json_slowly(value), _updated_at_ms_of(value)), False
     return StoredEntry(json_bytes, _updated_at_ms_of(value)), True
-
-
-def decode_entry(entry: StoredEntry) -> Any:
-    return entry.value()
 
 
 def encode_json_slowly(value: Any, *, indent: int | None = None) -> bytes:

@@ -23,7 +23,6 @@ import asyncio
 import logging
 import os
 import socket
-import time
 from collections.abc import Mapping, MutableMapping
 
 __all__ = [
@@ -89,11 +88,6 @@ class Notifier:
     def stopping(self, status: str | None = None) -> bool:
         """Shutdown began; systemd stops waiting for readiness and starts TimeoutStopSec."""
         return self.notify("STOPPING=1", *_status_field(status))
-
-    def reloading(self) -> bool:
-        """A configuration reload began; finish it with `ready()`."""
-        monotonic_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-        return self.notify("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec}")
 
     def watchdog(self) -> bool:
         """Keep-alive ping; must arrive within WatchdogSec."""

@@ -15,7 +15,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from sessiond_client.errors import FrameTooLargeError, ProtocolError
+from sessiond_client.errors import FrameTooLargeError
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
@@ -49,7 +49,6 @@ __all__ = [
     "StatsRequest",
     "UpdateLastRouteRequest",
     "UpdateRequest",
-    "check_reply_shape",
     "encode_frame",
 ]
 
@@ -266,12 +265,6 @@ class FrameDecoder:
             payloads.append(bytes(source[offset + header_size : end]))
             offset = end
         return payloads, offset
-
-
-def check_reply_shape(reply: Reply) -> None:
-    """Reject replies that are neither a success nor a well-formed error."""
-    if not reply.ok and reply.error is None:
-        raise ProtocolError(f"reply {reply.id} has ok=false but no error body")
 
 
 class EntryResult(msgspec.Struct):

@@ -92,21 +92,6 @@ def test_notifier_sends_state_changes_to_a_path_socket(
         notifier.close()
 
 
-def test_reloading_carries_a_monotonic_timestamp(receiver: tuple[socket.socket, str]) -> None:
-    sock, path = receiver
-    notifier = Notifier(path)
-    try:
-        before_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-        notifier.reloading()
-        reloading, monotonic = received(sock)
-        assert reloading == "RELOADING=1"
-        name, _, value = monotonic.partition("=")
-        assert name == "MONOTONIC_USEC"
-        assert before_usec <= int(value) <= before_usec + 5_000_000
-    finally:
-        notifier.close()
-
-
 def test_status_newlines_cannot_inject_assignments(receiver: tuple[socket.socket, str]) -> None:
     sock, path = receiver
     notifier = Notifier(path)
