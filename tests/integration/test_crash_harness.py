@@ -162,8 +162,8 @@ def test_sigkill_under_load_loses_nothing_it_promised(
     with writers(daemon, daemon.root) as logs:
         for _ in range(rounds):
             time.sleep(rng.uniform(0.15, 0.9))
+            daemon.kill()  # returns once the process is gone: every ack came before now
             kills_ms.append(time.time_ns() // 1_000_000)
-            daemon.kill()
             time.sleep(0.05)  # let acknowledgements that arrived before the kill be logged
             loaded = load_store(daemon.store_path, repair=False)
             assert loaded.report.corrupt_error is None
