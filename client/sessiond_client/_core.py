@@ -256,13 +256,13 @@ def get_many_call(keys: Sequence[str], agent: str | None) -> Call:
 
 def list_call(
     *,
-    agent: str | None,
-    prefix: str | None,
-    active_minutes: float | None,
-    label: str | None,
-    spawned_by: str | None,
-    limit: int | None,
-    cursor: str | None,
+    agent: str | None = None,
+    prefix: str | None = None,
+    active_minutes: float | None = None,
+    label: str | None = None,
+    spawned_by: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
 ) -> Call:
     request = ListRequest(
         id=0,

@@ -162,15 +162,7 @@ def test_get_many_result_becomes_a_map_of_sessions() -> None:
 
 
 def test_list_result_becomes_a_page() -> None:
-    call = _core.list_call(
-        agent=None,
-        prefix=None,
-        active_minutes=None,
-        label=None,
-        spawned_by=None,
-        limit=None,
-        cursor=None,
-    )
+    call = _core.list_call()
     items = [
         {"key": "a", "entry": ENTRY, "revision": "1"},
         {"key": "b", "entry": {}, "revision": "2"},
@@ -251,15 +243,7 @@ def every_call() -> list[_core.Call]:
         _core.hello_call(None),
         _core.get_call("k", None),
         _core.get_many_call(["k"], None),
-        _core.list_call(
-            agent=None,
-            prefix=None,
-            active_minutes=None,
-            label=None,
-            spawned_by=None,
-            limit=None,
-            cursor=None,
-        ),
+        _core.list_call(),
         _core.patch_call(key="k", patch={}, agent=None, if_revision=None, durable=False),
         _core.update_call(key="k", patch={}, agent=None, if_revision=None, durable=False),
         _core.replace_call(key="k", entry={}, agent=None, if_revision=None, durable=False),
