@@ -31,6 +31,7 @@ __all__ = ["main"]
 
 EXIT_FAILURE = 1
 EXIT_UNAVAILABLE = 69
+EXIT_CANT_CREATE = 73
 EXIT_IN_USE = 75
 EXIT_CONFIG = 78
 
@@ -47,7 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the daemon in the foreground")
     _add_common(serve)
-    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=["debug", "info", "warning", "error"],
+        help="log verbosity, any case (default: info, or log_level in the config file)",
+    )
     get = commands.add_parser("get", help="show one session entry")
     get.add_argument("key")
     ls = commands.add_parser("ls", help="list sessions, newest first")
@@ -103,7 +109,7 @@ def configure_logging(level: str) -> None:
 
 
 def run_serve(args: argparse.Namespace, config: Config) -> int:
-    from sessiond.daemon import AlreadyRunningError, run_daemon
+    from sessiond.daemon import AlreadyRunningError, StartupError, run_daemon
 
     configure_logging(args.log_level or config.log_level)
     faulthandler.enable()
@@ -115,10 +121,13 @@ def run_serve(args: argparse.Namespace, config: Config) -> int:
     else:
         runner = uvloop.run
     try:
-        return runner(run_daemon(config))
+        return runner(run_daemon(config, reload_config=lambda: load_config(args)))
     except AlreadyRunningError as error:
         logging.getLogger("sessiond").error("%s", error)
         return EXIT_IN_USE
+    except StartupError as error:
+        logging.getLogger("sessiond").error("%s", error)
+        return EXIT_CANT_CREATE
     except SocketActivationError as error:
         logging.getLogger("sessiond").error("socket activation: %s", error)
         return EXIT_CONFIG

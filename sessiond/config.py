@@ -28,7 +28,9 @@ __all__ = [
     "Limits",
     "PersistenceConfig",
     "build_config",
+    "config_changes",
     "load_config_file",
+    "runtime_part",
 ]
 
 Durability = Literal["memory", "debounced", "journal"]
@@ -49,10 +51,15 @@ class Limits(_Section):
     max_connections: int = 1024
     max_inflight_per_connection: int = 256
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    max_reply_bytes: int = 4 * 1024 * 1024
     max_key_bytes: int = 1024
     max_entry_bytes: int = 1024 * 1024
+    max_depth: int = 32
+    max_fields: int = 10_000
     max_keys_per_request: int = 1000
     max_list_limit: int = 1000
+    max_stores: int = 256
+    store_idle_unload_s: float = 3600.0
     idle_timeout_s: float = 600.0
     frame_timeout_s: float = 10.0
     max_write_buffer_bytes: int = 4 * 1024 * 1024
@@ -154,6 +161,10 @@ def _check_ranges(config: Config) -> None:
         "limits.max_frame_bytes": limits.max_frame_bytes,
         "limits.max_key_bytes": limits.max_key_bytes,
         "limits.max_entry_bytes": limits.max_entry_bytes,
+        "limits.max_reply_bytes": limits.max_reply_bytes,
+        "limits.max_depth": limits.max_depth,
+        "limits.max_fields": limits.max_fields,
+        "limits.max_stores": limits.max_stores,
         "limits.max_keys_per_request": limits.max_keys_per_request,
         "limits.max_list_limit": limits.max_list_limit,
         "limits.frame_timeout_s": limits.frame_timeout_s,
@@ -167,8 +178,51 @@ def _check_ranges(config: Config) -> None:
             raise ConfigError(f"{name} must be positive, got {value}")
     if persistence.flush_delay_s < 0 or persistence.flush_delay_s > persistence.flush_max_delay_s:
         raise ConfigError("persistence.flush_delay_s must be between 0 and flush_max_delay_s")
+    one_item_bytes = 2 * limits.max_entry_bytes + 3 * limits.max_key_bytes + 1024
+    if limits.max_reply_bytes < one_item_bytes:
+        raise ConfigError(
+            "limits.max_reply_bytes must leave room for one entry in a reply (its msgpack "
+            "form can be larger than its JSON): at least 2 * max_entry_bytes + "
+            f"3 * max_key_bytes + 1024 = {one_item_bytes}"
+        )
     if len(config.socket_path.encode()) > 107:
         raise ConfigError(f"socket path is longer than 107 bytes: {config.socket_path}")
     for agent_config in (config.session, *config.agents.values()):
         if agent_config.idle_minutes < 1:
             raise ConfigError("session idle_minutes must be at least 1")
+
+
+RESTART_SECTIONS = ("state_dir", "socket_path", "store_path", "persistence", "access")
+"""Settings that only take effect at start; a reload reports their changes as pending."""
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}`` (an empty table stays one setting)."""
+    if isinstance(value, dict) and value:
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: value}
+
+
+def config_changes(old: Config, new: Config) -> tuple[list[str], list[str]]:
+    """The settings that differ: (applied at run time, needing a restart), dotted names."""
+    before, after = _flatten(msgspec.to_builtins(old)), _flatten(msgspec.to_builtins(new))
+    names = before.keys() | after.keys()
+    changed = sorted(name for name in names if before.get(name) != after.get(name))
+    changed = [name for name in changed if not any(n.startswith(f"{name}.") for n in changed)]
+    restart = [name for name in changed if name.split(".")[0] in RESTART_SECTIONS]
+    return [name for name in changed if name not in restart], restart
+
+
+def runtime_part(old: Config, new: Config) -> Config:
+    """``old`` with everything a reload may change taken from ``new``."""
+    return msgspec.structs.replace(
+        old,
+        log_level=new.log_level,
+        shutdown_timeout_s=new.shutdown_timeout_s,
+        limits=new.limits,
+        session=new.session,
+        agents=new.agents,
+    )

@@ -1,17 +1,19 @@
 """The composition root: start-up → serve → ordered shutdown. Does I/O.
 
-Start-up: lock the state directory (one daemon per state dir), load the stores found on
-disk, take the listening socket (from systemd socket activation, else bind our own,
-replacing a stale socket file only after a connect probe is refused), then report
-``READY=1``. Serving runs until ``shutdown_trigger`` returns (SIGTERM/SIGINT in
-production; tests inject their own). Shutdown, in order: ``STOPPING=1``, stop accepting,
-answer new requests with ``shutting_down``, wait up to ``shutdown_timeout_s`` for
-in-flight requests, final flush of every store, close connections, remove the socket
-file we created (never one systemd handed us).
+Start-up: check the state directory is a writable directory and lock it (one daemon per
+state dir), load the stores found on disk, take the listening socket (from systemd socket
+activation, else bind our own, replacing a stale socket file only after a connect probe
+is refused), then report ``READY=1``. Serving runs until ``shutdown_trigger`` returns
+(a stop signal in production, see :mod:`sessiond.signals`; tests inject their own).
+SIGHUP reloads the configuration: what can change at run time is applied, the rest is
+logged as needing a restart. Shutdown, in order: ``STOPPING=1``, stop accepting, answer
+new requests with ``shutting_down``, wait up to ``shutdown_timeout_s`` for in-flight
+requests, final flush of every store, close connections, remove the socket file we
+created (never one systemd handed us).
 
-Exit status: 0 clean; 1 the final flush failed (data is still in the journal if it
-could be written); 75 (EX_TEMPFAIL) another daemon holds the state dir or socket;
-78 (EX_CONFIG) invalid configuration (see :mod:`sessiond.cli`).
+Exit status: 0 clean; 1 the final flush failed; 73 (EX_CANTCREAT) the state directory
+or socket cannot be created or used; 75 (EX_TEMPFAIL) another daemon holds the state dir
+or socket; 78 (EX_CONFIG) invalid configuration (see :mod:`sessiond.cli`).
 """
 
 from __future__ import annotations
@@ -19,10 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import logging
 import os
-import signal
 import socket
 import stat
 import time
@@ -30,21 +30,32 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from sessiond import __version__
 from sessiond.access import AccessPolicy
-from sessiond.config import Config
+from sessiond.config import Config, ConfigError, config_changes, runtime_part
 from sessiond.dispatch import Dispatcher
+from sessiond.fileops import REAL_FILES
 from sessiond.peercred import socket_file_gid
+from sessiond.persistence import StoreLockedError
 from sessiond.registry import StoreRegistry
 from sessiond.server import Server
-from sessiond.storefiles import StoreLockedError
+from sessiond.signals import SignalHandlers
 from sessiond.systemd import Notifier, activated_listener, run_watchdog, watchdog_interval_s
 
-__all__ = ["EXIT_FLUSH_FAILED", "EXIT_IN_USE", "AlreadyRunningError", "run_daemon"]
+__all__ = [
+    "EXIT_CANT_CREATE",
+    "EXIT_FLUSH_FAILED",
+    "EXIT_IN_USE",
+    "AlreadyRunningError",
+    "StartupError",
+    "run_daemon",
+]
 
 log = logging.getLogger("sessiond")
 
 EXIT_OK = 0
 EXIT_FLUSH_FAILED = 1
+EXIT_CANT_CREATE = 73
 EXIT_IN_USE = 75
 STATUS_INTERVAL_S = 1.0
 FINAL_FLUSH_ALLOWANCE_S = 120.0
@@ -52,6 +63,10 @@ FINAL_FLUSH_ALLOWANCE_S = 120.0
 
 class AlreadyRunningError(RuntimeError):
     """Another sessiond owns the state directory or listens on the socket."""
+
+
+class StartupError(RuntimeError):
+    """The state directory or the socket cannot be used; the message says what and where."""
 
 
 def now_ms() -> int:
@@ -62,17 +77,34 @@ def new_session_id() -> str:
     return str(uuid.uuid4())
 
 
-def lock_state_dir(state_dir: Path) -> int:
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+def _describe(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+def prepare_state_dir(state_dir: Path) -> int:
+    """Create (0700) and lock the state directory after checking it can be written."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        REAL_FILES.make_private_dirs(str(state_dir))
+    except OSError as error:
+        raise StartupError(
+            f"cannot create the state directory {state_dir}: {_describe(error)}"
+        ) from None
+    if not state_dir.is_dir():
+        raise StartupError(f"the state directory {state_dir} is not a directory")
+    probe = state_dir / f".sessiond-probe-{os.getpid()}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        os.unlink(probe)
+    except OSError as error:
+        raise StartupError(
+            f"the state directory {state_dir} is not writable: {_describe(error)}"
+        ) from None
+    try:
+        return REAL_FILES.lock_directory(str(state_dir))
     except BlockingIOError:
-        os.close(fd)
         raise AlreadyRunningError(
             f"another sessiond is already serving the state directory {state_dir}"
         ) from None
-    return fd
 
 
 def bind_socket(path: str, mode: int) -> socket.socket:
@@ -93,11 +125,15 @@ def bind_socket(path: str, mode: int) -> socket.socket:
             raise AlreadyRunningError(f"another process is listening on {path}")
         finally:
             probe.close()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(path)
-    os.chmod(path, mode)
-    sock.listen(1024)
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        sock.bind(path)
+        os.chmod(path, mode)
+        sock.listen(1024)
+    except OSError as error:
+        sock.close()
+        raise StartupError(f"cannot listen on {path}: {_describe(error)}") from None
     sock.setblocking(False)
     return sock
 
@@ -109,6 +145,18 @@ def access_policy_for(config: Config, sock: socket.socket) -> AccessPolicy:
     return AccessPolicy.default_for(
         socket_gid, extra_uids=access.allowed_uids, extra_gids=access.allowed_gids
     )
+
+
+def raise_descriptor_limit() -> None:
+    """Lift the soft descriptor limit to the hard one: connections and stores need them."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, OSError, ValueError):
+        pass
 
 
 def status_line(registry: StoreRegistry) -> str:
@@ -132,82 +180,118 @@ async def report_status(notifier: Notifier, registry: StoreRegistry) -> None:
             previous = line
 
 
-async def wait_for_signal() -> None:
-    """Return on the first SIGTERM/SIGINT; a second one exits the process at once."""
-    loop = asyncio.get_running_loop()
-    received = asyncio.Event()
+class Daemon:
+    """The objects of one running daemon, and what a reload changes in them."""
 
-    def on_signal(signum: int) -> None:
-        if received.is_set():
-            log.warning("second signal: exiting immediately")
-            os._exit(128 + signum)
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        received.set()
+    def __init__(self, config: Config, reload_config: Callable[[], Config] | None) -> None:
+        self.config = config
+        self.reload_config = reload_config
+        self.registry = StoreRegistry(config, clock_ms=now_ms, new_session_id=new_session_id)
+        self.dispatcher = Dispatcher(config, self.registry, stats=self.stats, clock_ms=now_ms)
+        self.server: Server | None = None
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-    await received.wait()
+    def stats(self, agent_id: str | None) -> dict[str, object]:
+        server_stats = self.server.stats() if self.server is not None else {}
+        return {
+            **server_stats,
+            "version": __version__,
+            "replayed_writes": self.dispatcher.replayed_writes,
+            **self.registry.stats(agent_id),
+        }
+
+    def reload(self) -> None:
+        """Re-read the configuration; apply what can change now, report the rest."""
+        if self.reload_config is None:
+            log.warning("no configuration to reload")
+            return
+        try:
+            new = self.reload_config()
+        except ConfigError as error:
+            log.error("reload refused, the running configuration stays: %s", error)
+            return
+        applied, pending = config_changes(self.config, new)
+        self.apply(runtime_part(self.config, new))
+        if applied:
+            log.info("reloaded: %s", ", ".join(applied))
+        else:
+            log.info("reloaded: nothing that applies at run time changed")
+        if pending:
+            log.warning("these settings change only at the next restart: %s", ", ".join(pending))
+
+    def apply(self, config: Config) -> None:
+        self.config = config
+        logging.getLogger().setLevel(config.log_level.upper())
+        self.dispatcher.config = self.registry.config = config
+        self.dispatcher.limits = config.limits
+        if self.server is not None:
+            self.server.limits = config.limits
+        self.registry.apply_limits(config.limits)
 
 
 async def run_daemon(
     config: Config,
     *,
-    shutdown_trigger: Callable[[], Awaitable[None]] = wait_for_signal,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     notifier: Notifier | None = None,
+    reload_config: Callable[[], Config] | None = None,
 ) -> int:
-    """Run the daemon until ``shutdown_trigger`` returns; the process exit status."""
+    """Run the daemon until ``shutdown_trigger`` returns (default: a stop signal)."""
     notifier = notifier or Notifier.from_environ()
-    state_lock = lock_state_dir(Path(config.state_dir))
+    raise_descriptor_limit()
+    state_lock = prepare_state_dir(Path(config.state_dir))
+    daemon = Daemon(config, reload_config)
+    if shutdown_trigger is None:
+        handlers = SignalHandlers(daemon.reload)
+        handlers.install(asyncio.get_running_loop())
+        shutdown_trigger = handlers.wait_for_stop
     try:
-        return await _serve(config, shutdown_trigger, notifier)
+        return await _serve(daemon, shutdown_trigger, notifier)
     except StoreLockedError as error:
         raise AlreadyRunningError(str(error)) from error
     finally:
-        os.close(state_lock)
+        REAL_FILES.unlock_directory(state_lock)
 
 
 async def _serve(
-    config: Config, shutdown_trigger: Callable[[], Awaitable[None]], notifier: Notifier
+    daemon: Daemon, shutdown_trigger: Callable[[], Awaitable[None]], notifier: Notifier
 ) -> int:
-    registry = StoreRegistry(config, clock_ms=now_ms, new_session_id=new_session_id)
+    config, registry = daemon.config, daemon.registry
+    started = time.monotonic()
     await registry.preload()
     activated = activated_listener()
     sock = activated or bind_socket(config.socket_path, config.access.socket_mode)
-    server = Server(
-        Dispatcher(config, registry, stats=dict, clock_ms=now_ms),
-        registry,
-        config.limits,
-        access_policy_for(config, sock),
+    server = daemon.server = Server(
+        daemon.dispatcher, registry, config.limits, access_policy_for(config, sock)
     )
-    server.dispatcher.stats = lambda: {
-        **server.stats(),
-        "replayed_writes": server.dispatcher.replayed_writes,
-        **registry.stats(),
-    }
     listener = await asyncio.get_running_loop().create_unix_server(
         server.protocol_factory, sock=sock
     )
     background = [
         asyncio.create_task(server.sweep_forever()),
         asyncio.create_task(report_status(notifier, registry)),
+        asyncio.create_task(registry.unload_idle_forever()),
     ]
     interval_s = watchdog_interval_s()
     if interval_s is not None:
         background.append(asyncio.create_task(run_watchdog(notifier, interval_s)))
-    where = "socket-activated" if activated else config.socket_path
-    log.info("sessiond serving on %s (state dir %s)", where, config.state_dir)
+    stores = registry.stats()["stores"]
+    log.info(
+        "sessiond %s serving on %s (pid %d, %s mode, state dir %s): %d stores, %d entries "
+        "loaded in %.2f s",
+        __version__,
+        "a socket-activated listener" if activated else config.socket_path,
+        os.getpid(),
+        config.persistence.durability,
+        config.state_dir,
+        len(stores),
+        sum(store["entries"] for store in stores.values()),
+        time.monotonic() - started,
+    )
     notifier.ready(status_line(registry))
     try:
         await shutdown_trigger()
     finally:
-        ok = await _shut_down(
-            config,
-            server=server,
-            registry=registry,
-            listener=listener,
-            notifier=notifier,
-            background=background,
-        )
+        ok = await _shut_down(daemon, listener=listener, notifier=notifier, background=background)
         if activated is None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(config.socket_path)
@@ -215,14 +299,14 @@ async def _serve(
 
 
 async def _shut_down(
-    config: Config,
+    daemon: Daemon,
     *,
-    server: Server,
-    registry: StoreRegistry,
     listener: asyncio.AbstractServer,
     notifier: Notifier,
     background: list[asyncio.Task[None]],
 ) -> bool:
+    config, registry, server = daemon.config, daemon.registry, daemon.server
+    assert server is not None
     notifier.stopping("shutting down: finishing requests, final flush")
     # A large store's final flush may outlast the unit's stop timeout; ask for the time.
     notifier.extend_timeout(config.shutdown_timeout_s + FINAL_FLUSH_ALLOWANCE_S)
@@ -232,7 +316,15 @@ async def _shut_down(
         log.warning("some requests did not finish within %.1f s", config.shutdown_timeout_s)
     ok = await registry.close()
     if not ok:
-        log.error("final flush failed; the journal (if enabled) still holds the changes")
+        unsaved = registry.stores_losing_changes()
+        if unsaved:
+            log.error(
+                "final flush failed and these stores' latest changes are in neither the "
+                "store file nor a synced journal: %s",
+                ", ".join(unsaved),
+            )
+        else:
+            log.error("final flush failed; the journal holds every change not in the store files")
     server.close_all()
     for task in background:
         task.cancel()

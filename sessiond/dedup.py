@@ -25,7 +25,8 @@ __all__ = ["RememberedWrite", "RequestMemory"]
 
 class RememberedWrite(msgspec.Struct, gc=False):
     """What a token's write did: the key, the entry it stored (``None`` for a delete or
-    when only the key survived a restart), and for ``resolve`` its decision.
+    when only the key survived a restart), its op and the store's ``seq`` after it, and
+    for ``resolve`` its decision. A token reused for another op or key is refused.
 
     Only immutable scalars and the (immutable, bytes-backed) entry are kept — never a
     decoded reply — so thousands of remembered writes cost little memory and nothing to
@@ -35,6 +36,8 @@ class RememberedWrite(msgspec.Struct, gc=False):
     key: str
     entry: StoredEntry | None
     deleted: bool = False
+    op: str | None = None
+    seq: int | None = None
     at_s: float = 0.0
     resolution: tuple[str, bool, bool, str | None] | None = None
     """``resolve`` only: (session_id, is_new, reset_triggered, body_stripped)."""
@@ -91,7 +94,7 @@ class RequestMemory:
                 break
             writes.popitem(last=False)
 
-    def live(self) -> list[tuple[str, str]]:
-        """``(token, key)`` of every unexpired token, oldest first (for journal carry-over)."""
+    def live(self) -> list[tuple[str, str, str | None]]:
+        """``(token, key, op)`` of every unexpired token, oldest first (journal carry-over)."""
         self._expire()
-        return [(token, write.key) for token, write in self.writes.items()]
+        return [(token, write.key, write.op) for token, write in self.writes.items()]

@@ -5,13 +5,20 @@ The server shell does what needs awaiting around it (loading a store the first t
 is named, waiting for a durable write's flush, ``flush`` itself). Everything here is a
 plain function of the request and the in-memory stores, so it is unit-tested without
 sockets and costs no task switch on the hot path.
+
+Validation happens before anything is applied: keys (non-empty, at most
+``max_key_bytes``), agents (a wire ``agent`` must already be in normal form), entry
+values (:mod:`sessiond.values`: JSON values only, bounded depth and size; known fields
+type-checked), request tokens (a token names one write: reusing it for another op or key
+is refused), and reply sizes (a ``get_many`` or ``list`` reply never exceeds
+``max_reply_bytes``: ``list`` returns a shorter page, ``get_many`` asks for fewer keys).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
@@ -19,9 +26,10 @@ from sessiond import __version__
 from sessiond.config import Config
 from sessiond.dedup import RememberedWrite
 from sessiond.entries import StoredEntry
-from sessiond.listing import ListFilter, decode_cursor, select_page
-from sessiond.resolve import ResolveOptions, resolve_session
-from sessiond.store import SessionStore
+from sessiond.listing import ListFilter, decode_cursor, encode_cursor, select_page
+from sessiond.resolve import ResolveOptions, resolve_session, session_key_for
+from sessiond.store import SessionStore, encode_for_wire
+from sessiond.values import check_json_value
 from sessiond_client.entry import validate_entry_fields
 from sessiond_client.errors import ConflictError, InvalidRequestError
 from sessiond_client.keys import (
@@ -30,6 +38,7 @@ from sessiond_client.keys import (
     resolve_agent_id_from_session_key,
 )
 from sessiond_client.protocol import (
+    OP_OF_REQUEST,
     PROTOCOL_VERSION,
     DeleteRequest,
     EntryRef,
@@ -52,23 +61,57 @@ from sessiond_client.protocol import (
     WriteRequestBase,
 )
 
-__all__ = ["Dispatcher", "StoreAccess", "agents_of"]
+__all__ = ["Dispatcher", "Outcome", "StoreAccess", "agent_of", "agents_of"]
 
 MAX_FIELD_NAME_CHARS = 256
 MAX_TOKEN_CHARS = 128
 DEFAULT_LIST_LIMIT = 100
+ALWAYS_PROJECTED = ("sessionId", "updatedAt")
+REPLY_ITEM_OVERHEAD_BYTES = 64
+"""msgpack framing of one ``{key, entry, revision}`` item beyond the key and the entry."""
+REPLY_WRAPPER_BYTES = 128
+"""The reply envelope and result map around the items (id, ok, seq, field names)."""
+
+
+def utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def cursor_bytes(key: str) -> int:
+    """An upper bound of the cursor that resumes after ``key`` (base64 of a small map)."""
+    return (utf8_len(key) + 16) * 4 // 3 + 8
 
 
 class StoreAccess(Protocol):
     """How dispatch reaches stores; the registry (I/O shell) implements it."""
 
     def store_for(self, agent_id: str, *, for_write: bool) -> SessionStore:
-        """The loaded store of ``agent_id``; raises a ServerError if it cannot serve."""
+        """The store of ``agent_id`` (an empty one for a read of an agent with no store
+        on disk); raises a ServerError if it cannot serve."""
         ...
 
     def transcripts_dir_for(self, agent_id: str) -> str:
         """Where the agent's transcript files live (the store file's directory)."""
         ...
+
+
+class Outcome(NamedTuple):
+    """What a request produced: its result and, for a write that changed its store, the
+    store's sequence number after the change."""
+
+    result: Any
+    seq: int | None = None
+
+
+def wire_agent(agent: str) -> str:
+    """A wire ``agent`` must be in normal form; the error names the form to use."""
+    normal = normalize_agent_id(agent)
+    if normal != agent:
+        raise InvalidRequestError(
+            f"agent {agent!r} is not a valid agent id; its normal form is {normal!r} "
+            "(1-64 characters of [A-Za-z0-9_-], starting with a letter or digit)"
+        )
+    return agent
 
 
 def agent_of(request_agent: str | None, key: str | None) -> str:
@@ -81,7 +124,7 @@ def agent_of(request_agent: str | None, key: str | None) -> str:
     agent_id = _AGENT_CACHE.get(cache_key)
     if agent_id is None:
         if request_agent is not None:
-            agent_id = normalize_agent_id(request_agent)
+            agent_id = wire_agent(request_agent)
         elif key is not None:
             agent_id = resolve_agent_id_from_session_key(key)
         else:
@@ -97,17 +140,18 @@ _AGENT_CACHE: dict[tuple[str | None, str | None], str] = {}
 
 
 def agents_of(request: Request) -> tuple[str, ...]:
-    """Every agent a request touches (their stores must be loaded before :meth:`handle`)."""
+    """Every agent a request touches (their stores must be ready before :meth:`execute`)."""
     match request:
         case GetManyRequest(keys=keys, agent=agent):
             return tuple(dict.fromkeys(agent_of(agent, key) for key in keys))
-        case HelloRequest() | StatsRequest():
-            return ()
-        case FlushRequest(agent=None):
-            return ()
+        case HelloRequest() | FlushRequest() | StatsRequest():
+            return ()  # no store to load: flush and stats see only what is loaded
         case ResolveRequest(agent=agent, ctx=ctx):
             session_key = ctx.get("SessionKey")
-            return (agent_of(agent, session_key if isinstance(session_key, str) else None),)
+            key_agent = agent_of(None, session_key) if isinstance(session_key, str) else None
+            if agent is None:
+                return (key_agent or DEFAULT_AGENT_ID,)
+            return (agent_of(agent, None),)
         case _:
             return (agent_of(request.agent, getattr(request, "key", None)),)
 
@@ -137,12 +181,12 @@ def check_minutes(name: str, minutes: float) -> float:
     return minutes
 
 
-def _entry_result(key: str, entry: StoredEntry) -> EntryResult:
-    return EntryResult(key, entry.value(), entry.revision)
-
-
-def _written_result(store: SessionStore, key: str, entry: StoredEntry) -> EntryResult:
-    return EntryResult(key, store.value_of(entry), entry.revision)
+def project(value: Any, fields: Sequence[str]) -> Any:
+    """Only ``fields`` (and ``sessionId``/``updatedAt``) of an object entry."""
+    if not isinstance(value, dict):
+        return value
+    wanted = set(fields).union(ALWAYS_PROJECTED)
+    return {name: item for name, item in value.items() if name in wanted}
 
 
 def replayed_result(
@@ -161,16 +205,17 @@ def replayed_result(
             f"request {request.request_token} was applied earlier, and "
             f"{remembered.key!r} has been deleted since"
         )
+    wire = store.wire_value(remembered.key, entry)
     if not isinstance(request, ResolveRequest):
-        return _entry_result(remembered.key, entry)
-    value = entry.value()
+        return EntryResult(remembered.key, wire, entry.revision)
     if remembered.resolution is not None:
         session_id, is_new, reset_triggered, body_stripped = remembered.resolution
     else:  # only the journal's record survived a restart: the session, not the decision
+        value = entry.value()
         raw_id = value.get("sessionId") if isinstance(value, dict) else None
         session_id, is_new, reset_triggered, body_stripped = str(raw_id), False, False, None
     return ResolveResult(
-        remembered.key, session_id, is_new, reset_triggered, body_stripped, value, entry.revision
+        remembered.key, session_id, is_new, reset_triggered, body_stripped, wire, entry.revision
     )
 
 
@@ -182,7 +227,7 @@ class Dispatcher:
         config: Config,
         stores: StoreAccess,
         *,
-        stats: Callable[[], dict[str, Any]],
+        stats: Callable[[str | None], dict[str, Any]],
         clock_ms: Callable[[], int],
     ) -> None:
         self.config = config
@@ -191,6 +236,8 @@ class Dispatcher:
         self.stats = stats
         self.clock_ms = clock_ms
         self.replayed_writes = 0
+
+    # -- validation ---------------------------------------------------------------------
 
     def check_key(self, key: str) -> str:
         if not key:
@@ -203,7 +250,12 @@ class Dispatcher:
             )
         return key
 
-    def check_fields(self, fields: dict[str, Any]) -> dict[str, Any]:
+    def check_fields(self, fields: dict[str, Any], where: str) -> dict[str, Any]:
+        """An entry or patch: JSON values within the limits, known fields well typed."""
+        limits = self.limits
+        check_json_value(
+            fields, where=where, max_depth=limits.max_depth, max_fields=limits.max_fields
+        )
         for name in fields:
             if not name or len(name) > MAX_FIELD_NAME_CHARS:
                 raise InvalidRequestError(
@@ -215,37 +267,80 @@ class Dispatcher:
             raise InvalidRequestError(f"invalid entry field: {error}") from error
         return fields
 
+    def check_projection(self, fields: list[str] | None) -> list[str] | None:
+        if fields is None:
+            return None
+        if len(fields) > self.limits.max_fields:
+            raise InvalidRequestError(f"fields names at most {self.limits.max_fields} fields")
+        for name in fields:
+            if not name or len(name) > MAX_FIELD_NAME_CHARS:
+                raise InvalidRequestError(
+                    f"field names must have 1 to {MAX_FIELD_NAME_CHARS} characters"
+                )
+        return fields
+
     def store(self, request_agent: str | None, key: str | None, *, write: bool) -> SessionStore:
         return self.stores.store_for(agent_of(request_agent, key), for_write=write)
 
+    def _entry_wire(
+        self, store: SessionStore, key: str, entry: StoredEntry, fields: list[str] | None
+    ) -> msgspec.Raw:
+        if fields is None:
+            return store.wire_value(key, entry)
+        return encode_for_wire(project(entry.value(), fields))
+
+    # -- entry points -------------------------------------------------------------------
+
     def handle(self, request: Request, agents: tuple[str, ...] | None = None) -> Any:
-        """Run ``request`` and return its result (a Struct, bool, dict or None).
+        """Run ``request`` and return its result (a Struct, bool, dict or None)."""
+        return self.execute(request, agents).result
+
+    def execute(self, request: Request, agents: tuple[str, ...] | None = None) -> Outcome:
+        """Run ``request``: its result, and the store's ``seq`` after a write that changed it.
 
         A write carrying a ``request_token`` the store remembers is not applied again:
         its earlier result is returned (see :mod:`sessiond.dedup`).
         """
-        if isinstance(request, WriteRequestBase) and request.request_token is not None:
-            return self.handle_write_once(request, agents or agents_of(request))
-        return self.run(request)
-
-    def handle_write_once(self, request: WriteRequestBase, agents: tuple[str, ...]) -> Any:
-        token = request.request_token
-        assert token is not None
-        if not 0 < len(token) <= MAX_TOKEN_CHARS:
-            raise InvalidRequestError(f"request_token must have 1 to {MAX_TOKEN_CHARS} characters")
-        (agent_id,) = agents
+        if not isinstance(request, WriteRequestBase):
+            return Outcome(self.run(request))
+        (agent_id,) = agents or agents_of(request)
         store = self.stores.store_for(agent_id, for_write=True)
-        remembered = store.requests.lookup(token)
-        if remembered is not None:
-            self.replayed_writes += 1
-            return replayed_result(request, store, remembered)
-        result = self.run(request)  # type: ignore[arg-type]
-        if isinstance(result, ResolveResult):
+        token = request.request_token
+        if token is not None:
+            remembered = self.remembered(request, store, token)
+            if remembered is not None:
+                self.replayed_writes += 1
+                return Outcome(replayed_result(request, store, remembered), remembered.seq)
+        seq_before = store.seq
+        result = self.run(request)
+        if isinstance(result, ResolveResult) and token is not None:
             store.requests.note_resolution(
                 token,
                 (result.session_id, result.is_new, result.reset_triggered, result.body_stripped),
             )
-        return result
+        return Outcome(result, store.seq if store.seq != seq_before else None)
+
+    def remembered(
+        self, request: WriteRequestBase, store: SessionStore, token: str
+    ) -> RememberedWrite | None:
+        """What the store remembers of ``token``; refuses a token reused for another write."""
+        if not 0 < len(token) <= MAX_TOKEN_CHARS:
+            raise InvalidRequestError(f"request_token must have 1 to {MAX_TOKEN_CHARS} characters")
+        remembered = store.requests.lookup(token)
+        if remembered is None:
+            return None
+        op = OP_OF_REQUEST[type(request)]
+        key: str | None = (
+            self.resolve_key(request, store.agent_id)
+            if isinstance(request, ResolveRequest)
+            else getattr(request, "key", None)
+        )
+        if (remembered.op is not None and remembered.op != op) or remembered.key != key:
+            raise InvalidRequestError(
+                f"request_token {token!r} was used by a {remembered.op or 'write'} of "
+                f"{remembered.key!r}; a token names one write (make a new one per call)"
+            )
+        return remembered
 
     def run(self, request: Request) -> Any:
         match request:
@@ -270,43 +365,74 @@ class Dispatcher:
             case HelloRequest():
                 return self.hello(request)
             case StatsRequest():
-                return self.stats()
+                return self.stats(None if request.agent is None else wire_agent(request.agent))
             case FlushRequest():
                 raise AssertionError("flush is handled by the server shell")
 
+    # -- operations ---------------------------------------------------------------------
+
     def hello(self, request: HelloRequest) -> HelloResult:
-        if request.protocol < 1:
-            raise InvalidRequestError(f"unsupported protocol version {request.protocol}")
-        return HelloResult(PROTOCOL_VERSION, "sessiond", __version__, self.limits.max_frame_bytes)
+        if request.protocol != PROTOCOL_VERSION:
+            raise InvalidRequestError(
+                f"protocol version {request.protocol} is not spoken here; this daemon "
+                f"speaks protocol {PROTOCOL_VERSION}"
+            )
+        limits = self.limits
+        return HelloResult(
+            protocol=PROTOCOL_VERSION,
+            server="sessiond",
+            version=__version__,
+            max_frame_bytes=limits.max_frame_bytes,
+            max_reply_bytes=limits.max_reply_bytes,
+            max_key_bytes=limits.max_key_bytes,
+            max_entry_bytes=limits.max_entry_bytes,
+            max_keys_per_request=limits.max_keys_per_request,
+            max_list_limit=limits.max_list_limit,
+            max_depth=limits.max_depth,
+            max_fields=limits.max_fields,
+            max_inflight_per_connection=limits.max_inflight_per_connection,
+            protocols=[PROTOCOL_VERSION],
+        )
 
     def get(self, request: GetRequest) -> EntryResult | None:
         key = self.check_key(request.key)
+        fields = self.check_projection(request.fields)
         store = self.store(request.agent, key, write=False)
         entry = store.get(key)
-        return (
-            None
-            if entry is None
-            else EntryResult(key, store.wire_value(key, entry), entry.revision)
-        )
+        if entry is None:
+            return None
+        return EntryResult(key, self._entry_wire(store, key, entry, fields), entry.revision)
 
     def get_many(self, request: GetManyRequest) -> dict[str, EntryRef]:
-        if len(request.keys) > self.limits.max_keys_per_request:
-            raise InvalidRequestError(
-                f"get_many takes at most {self.limits.max_keys_per_request} keys"
-            )
+        limits = self.limits
+        if len(request.keys) > limits.max_keys_per_request:
+            raise InvalidRequestError(f"get_many takes at most {limits.max_keys_per_request} keys")
+        fields = self.check_projection(request.fields)
         found: dict[str, EntryRef] = {}
+        reply_bytes = REPLY_WRAPPER_BYTES
         for key in request.keys:
-            entry = self.store(request.agent, self.check_key(key), write=False).get(key)
-            if entry is not None:
-                found[key] = EntryRef(entry.value(), entry.revision)
+            store = self.store(request.agent, self.check_key(key), write=False)
+            entry = store.get(key)
+            if entry is None:
+                continue
+            wire = self._entry_wire(store, key, entry, fields)
+            reply_bytes += len(wire) + utf8_len(key) + REPLY_ITEM_OVERHEAD_BYTES
+            if reply_bytes > limits.max_reply_bytes:
+                raise InvalidRequestError(
+                    f"the reply would exceed max_reply_bytes ({limits.max_reply_bytes} bytes): "
+                    "ask for fewer keys per get_many, or fewer fields"
+                )
+            found[key] = EntryRef(wire, entry.revision)
         return found
 
     def list(self, request: ListRequest) -> ListResult:
+        limits = self.limits
         # Without a limit, a page is the default size, never more than the configured maximum.
-        default_limit = min(DEFAULT_LIST_LIMIT, self.limits.max_list_limit)
+        default_limit = min(DEFAULT_LIST_LIMIT, limits.max_list_limit)
         limit = default_limit if request.limit is None else request.limit
-        if not 1 <= limit <= self.limits.max_list_limit:
-            raise InvalidRequestError(f"limit must be 1 to {self.limits.max_list_limit}")
+        if not 1 <= limit <= limits.max_list_limit:
+            raise InvalidRequestError(f"limit must be 1 to {limits.max_list_limit}")
+        fields = self.check_projection(request.fields)
         active_since_ms = None
         if request.active_minutes is not None:
             minutes = check_minutes("active_minutes", request.active_minutes)
@@ -319,35 +445,58 @@ class Dispatcher:
         )
         after = decode_cursor(request.cursor) if request.cursor else None
         store = self.store(request.agent, None, write=False)
-        page, cursor = select_page(store.items(), selection, limit=limit, after=after)
-        return ListResult([_entry_result(key, entry) for key, entry in page], cursor)
+        page, has_more = select_page(store.items(), selection, limit=limit, after=after)
+        items: list[EntryResult] = []
+        reply_bytes = REPLY_WRAPPER_BYTES
+        for position, key, entry in page:
+            wire = self._entry_wire(store, key, entry, fields)
+            reply_bytes += len(wire) + utf8_len(key) + REPLY_ITEM_OVERHEAD_BYTES
+            if items and reply_bytes + cursor_bytes(key) > limits.max_reply_bytes:
+                has_more = True  # a shorter page: the cursor resumes after the last item
+                break
+            items.append(EntryResult(key, wire, entry.revision))
+            last_position = position
+        cursor = encode_cursor(last_position) if has_more and items else None
+        return ListResult(items, cursor, store.seq)
 
     def patch(self, request: PatchRequest) -> EntryResult:
         key = self.check_key(request.key)
-        fields = self.check_fields(request.patch)
+        fields = self.check_fields(request.patch, "patch")
         store = self.store(request.agent, key, write=True)
         entry = store.patch(
-            key, fields, if_revision=request.if_revision, token=request.request_token
+            key,
+            fields,
+            if_revision=request.if_revision,
+            if_absent=request.if_absent,
+            token=request.request_token,
         )
-        return _written_result(store, key, entry)
+        return EntryResult(key, store.wire_value(key, entry), entry.revision)
 
     def update(self, request: UpdateRequest) -> EntryResult | None:
         key = self.check_key(request.key)
-        fields = self.check_fields(request.patch)
+        fields = self.check_fields(request.patch, "patch")
         store = self.store(request.agent, key, write=True)
         entry = store.update(
             key, fields, if_revision=request.if_revision, token=request.request_token
         )
-        return None if entry is None else _written_result(store, key, entry)
+        return (
+            None
+            if entry is None
+            else EntryResult(key, store.wire_value(key, entry), entry.revision)
+        )
 
     def replace(self, request: ReplaceRequest) -> EntryResult:
         key = self.check_key(request.key)
-        fields = self.check_fields(request.entry)
+        fields = self.check_fields(request.entry, "entry")
         store = self.store(request.agent, key, write=True)
         entry = store.replace(
-            key, fields, if_revision=request.if_revision, token=request.request_token
+            key,
+            fields,
+            if_revision=request.if_revision,
+            if_absent=request.if_absent,
+            token=request.request_token,
         )
-        return _written_result(store, key, entry)
+        return EntryResult(key, store.wire_value(key, entry), entry.revision)
 
     def update_last_route(self, request: UpdateLastRouteRequest) -> EntryResult:
         key = self.check_key(request.key)
@@ -358,30 +507,44 @@ class Dispatcher:
             to=request.to,
             account_id=request.account_id,
             touch=request.touch,
+            if_revision=request.if_revision,
             token=request.request_token,
         )
-        return _written_result(store, key, entry)
+        return EntryResult(key, store.wire_value(key, entry), entry.revision)
 
     def delete(self, request: DeleteRequest) -> bool:
         key = self.check_key(request.key)
         store = self.store(request.agent, key, write=True)
         return store.delete(key, if_revision=request.if_revision, token=request.request_token)
 
-    def resolve(self, request: ResolveRequest) -> Any:
-        if request.idle_minutes is not None:
-            check_minutes("idle_minutes", request.idle_minutes)
+    def resolve_key(self, request: ResolveRequest, agent_id: str) -> str:
+        options = ResolveOptions.from_request(request, self.config.session_config_for(agent_id))
+        return self.check_key(session_key_for(agent_id, options, self.checked_ctx(request)))
+
+    def checked_ctx(self, request: ResolveRequest) -> dict[str, Any]:
+        limits = self.limits
+        check_json_value(
+            request.ctx, where="ctx", max_depth=limits.max_depth, max_fields=limits.max_fields
+        )
         try:
             msgspec.convert(request.ctx, MessageContext)
         except msgspec.ValidationError as error:
             raise InvalidRequestError(f"invalid ctx: {error}") from error
+        return request.ctx
+
+    def resolve(self, request: ResolveRequest) -> ResolveResult:
+        if request.idle_minutes is not None:
+            check_minutes("idle_minutes", request.idle_minutes)
+        ctx = self.checked_ctx(request)
         (agent_id,) = agents_of(request)
         store = self.stores.store_for(agent_id, for_write=True)
         options = ResolveOptions.from_request(request, self.config.session_config_for(agent_id))
         return resolve_session(
             store,
-            request.ctx,
+            ctx,
             options,
             check_key=self.check_key,
             transcripts_dir=self.stores.transcripts_dir_for(agent_id),
             token=request.request_token,
+            if_revision=request.if_revision,
         )

@@ -1,27 +1,37 @@
-"""The append-only journal beside a snapshot: record format, segment files, replay. Does I/O
-(file append, fsync, read); the record codec functions are pure.
+"""The journal beside a snapshot: record format, segment names, and replay. Pure: no I/O
+(the loader reads the files; :mod:`sessiond.journal_writer` writes them).
 
-Every accepted change is one record: a ``>III`` header (payload length, CRC-32 of the
-payload, CRC-32 of those 8 header bytes) then a msgpack payload
-``["e", key, entry_json, token]``: the entry's compact JSON (bytes), or nil for a delete,
-and the request token of the write (nil if none). A record holds the entry's whole new
-value, not the operation, so replaying a record twice, or replaying records a snapshot
-already covers, is harmless: the last record of a key wins. A segment may start with a
-``["t", [[token, key], ...]]`` record carrying the request tokens still remembered from
-earlier segments (see :mod:`sessiond.dedup`).
+A segment is a file ``<store>.journal.<generation>`` holding records. Each record is a
+``>III`` header (payload length, CRC-32 of the payload, CRC-32 of those 8 header bytes)
+then a msgpack array payload, one of:
 
-Segments are files ``<store>.journal.<generation>``. When a snapshot starts, the store
-switches to a new segment; once the snapshot is durable every older segment is covered
-and deleted. At start-up all segments are replayed in generation order on top of the
-snapshot. A record cut short by a crash (the torn tail) is dropped silently except for
-a log line; a checksum mismatch is corruption: replay stops there, reports it, and the
-segment is kept aside for inspection.
+- ``["h", store_id, generation]`` — first in every segment: which store (its path
+  relative to the state directory) and which generation it belongs to, so a segment
+  copied from another store, or renamed, is refused;
+- ``["e", key, entry_json, token, seq, op]`` — one change: the key's whole new value as
+  compact JSON (nil for a delete), the request token and op of the write (nil if none),
+  and the store's sequence number of the change;
+- ``["t", [[token, key, op], ...]]`` — request tokens carried over from older segments;
+- ``["s", seq, inode, size]`` — a snapshot marker: the snapshot file with that inode and
+  size holds every change up to ``seq``.
+
+Replay: the snapshot is loaded; the newest marker that names the snapshot file on disk
+says which changes it already holds, and only changes with a higher ``seq`` are applied,
+in order (a record holds a whole value, so order is all that matters). This is what
+makes old segments harmless whatever the timing of their deletion: a snapshot is never
+overwritten by the records it covers. Without a matching marker (a store written by the
+gateway, or by an older sessiond) every change is applied.
+
+Damage: only the true end of the last segment may be torn (a crash mid-append): those
+bytes are dropped with a log line. Anything else — a checksum mismatch, a header that
+does not match its store, a checksum-valid record that does not decode, a cut in a
+segment that is not the last — is corruption: the valid records before it are kept,
+the segment is reported as corrupt (the loader moves it aside, bytes kept) and later
+segments are still replayed (their records hold newer whole values).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import struct
 import zlib
@@ -32,40 +42,65 @@ from typing import Final
 import msgspec
 
 __all__ = [
+    "ChangeRecord",
+    "HeaderRecord",
     "JournalRecord",
-    "JournalSegment",
-    "ReplayReport",
+    "SegmentReport",
+    "SnapshotMarker",
     "TokensRecord",
     "encode_record",
-    "list_segments",
-    "read_records",
+    "parse_segment_name",
+    "read_segment",
     "segment_path",
 ]
 
 RECORD_HEADER: Final = struct.Struct(">III")
 """Payload length, CRC-32 of the payload, CRC-32 of the first two fields."""
 MAX_RECORD_BYTES: Final = 1 << 30
+_LENGTH_AND_CHECKSUM: Final = struct.Struct(">II")
+_HEADER_CHECKSUM: Final = struct.Struct(">I")
 _encoder = msgspec.msgpack.Encoder()
 
 
-class JournalRecord(msgspec.Struct, array_like=True, tag="e"):
-    """One change: the key's new value (compact JSON) or ``None`` for a delete."""
+class HeaderRecord(msgspec.Struct, array_like=True, tag="h"):
+    """First record of a segment: the store it belongs to and its generation."""
+
+    store_id: str
+    generation: int
+
+
+class ChangeRecord(msgspec.Struct, array_like=True, tag="e"):
+    """One change: the key's new value (compact JSON) or ``None`` for a delete.
+
+    ``seq`` 0 marks a record written by a sessiond that did not number changes."""
 
     key: str
     entry_json: bytes | None
     token: str | None = None
+    seq: int = 0
+    op: str | None = None
 
 
 class TokensRecord(msgspec.Struct, array_like=True, tag="t"):
-    """Request tokens (with their keys) carried over from covered segments."""
+    """Request tokens (with their keys and ops) carried over from covered segments."""
 
-    tokens: list[tuple[str, str]]
-
-
-_payload_decoder = msgspec.msgpack.Decoder(JournalRecord | TokensRecord)
+    tokens: list[list[str | None]]
+    """``[token, key, op]`` each (``op`` absent in segments of older sessiond versions)."""
 
 
-class ReplayReport(msgspec.Struct):
+class SnapshotMarker(msgspec.Struct, array_like=True, tag="s"):
+    """The snapshot file with this inode and size holds every change up to ``seq``."""
+
+    seq: int
+    inode: int
+    size_bytes: int
+
+
+JournalRecord = HeaderRecord | ChangeRecord | TokensRecord | SnapshotMarker
+_payload_decoder = msgspec.msgpack.Decoder(JournalRecord)
+
+
+class SegmentReport(msgspec.Struct):
     """What reading one segment found."""
 
     records: int = 0
@@ -74,18 +109,41 @@ class ReplayReport(msgspec.Struct):
     corrupt: str | None = None
 
 
-def encode_record(record: JournalRecord | TokensRecord) -> bytes:
+def encode_record(record: JournalRecord) -> bytes:
     payload = _encoder.encode(record)
     length_and_checksum = _LENGTH_AND_CHECKSUM.pack(len(payload), zlib.crc32(payload))
     return length_and_checksum + _HEADER_CHECKSUM.pack(zlib.crc32(length_and_checksum)) + payload
 
 
-_LENGTH_AND_CHECKSUM: Final = struct.Struct(">II")
-_HEADER_CHECKSUM: Final = struct.Struct(">I")
+def read_segment(
+    data: bytes, report: SegmentReport, *, store_id: str | None, generation: int, last: bool
+) -> Iterator[JournalRecord]:
+    """Decode a segment's records, stopping at a torn tail or at corruption.
+
+    ``last``: whether this is the newest segment (the only one whose end may be torn).
+    A segment must start with its header (older sessiond versions wrote none: such a
+    segment is accepted as it is). ``store_id`` None (a tool that does not know where
+    the state directory is) accepts the header of any store, but not a wrong generation.
+    """
+    for index, record in enumerate(_records(data, report)):
+        if isinstance(record, HeaderRecord):
+            if index != 0:
+                report.corrupt = "a segment header in the middle of the segment"
+                return
+            wrong_store = store_id is not None and record.store_id != store_id
+            if wrong_store or record.generation != generation:
+                report.corrupt = (
+                    f"the segment belongs to store {record.store_id!r} generation "
+                    f"{record.generation}, not {store_id!r} generation {generation}"
+                )
+                return
+            continue
+        yield record
+    if report.torn_bytes and not last and report.corrupt is None:
+        report.corrupt = f"cut short at byte {report.valid_bytes}, but a newer segment follows it"
 
 
-def read_records(data: bytes, report: ReplayReport) -> Iterator[JournalRecord | TokensRecord]:
-    """Decode records from a segment's bytes, stopping at a torn tail or corruption."""
+def _records(data: bytes, report: SegmentReport) -> Iterator[JournalRecord]:
     offset, size = 0, len(data)
     with memoryview(data) as view:
         while offset < size:
@@ -101,6 +159,12 @@ def read_records(data: bytes, report: ReplayReport) -> Iterator[JournalRecord | 
                 report.corrupt = f"record at byte {offset} announces {length} bytes"
                 return
             if end > size:
+                if _valid_record_within(view, start):
+                    report.corrupt = (
+                        f"the record at byte {offset} runs past the end of the segment, "
+                        "but valid records follow it"
+                    )
+                    return
                 break
             payload = view[start:end]
             if zlib.crc32(payload) != checksum:
@@ -108,13 +172,29 @@ def read_records(data: bytes, report: ReplayReport) -> Iterator[JournalRecord | 
                 return
             try:
                 record = _payload_decoder.decode(payload)
-            except msgspec.DecodeError as error:
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
                 report.corrupt = f"undecodable record at byte {offset}: {error}"
                 return
             report.records += 1
             report.valid_bytes = offset = end
             yield record
     report.torn_bytes = size - offset
+
+
+def _valid_record_within(view: memoryview, start: int) -> bool:
+    """Whether a complete, checksum-valid record starts anywhere at or after ``start``
+    (then a record that seems to run past the end is damage, not a torn tail)."""
+    size = len(view)
+    for offset in range(start, size - RECORD_HEADER.size + 1):
+        length, checksum, header_checksum = RECORD_HEADER.unpack_from(view, offset)
+        end = offset + RECORD_HEADER.size + length
+        if (
+            end <= size
+            and zlib.crc32(view[offset : offset + 8]) == header_checksum
+            and zlib.crc32(view[offset + RECORD_HEADER.size : end]) == checksum
+        ):
+            return True
+    return False
 
 
 _SEGMENT_SUFFIX = re.compile(r"\.journal\.([0-9]{8,})$")  # [0-9], not \d: \d matches any script
@@ -124,58 +204,10 @@ def segment_path(store_path: Path, generation: int) -> Path:
     return store_path.with_name(f"{store_path.name}.journal.{generation:08d}")
 
 
-def list_segments(store_path: Path) -> list[tuple[int, Path]]:
-    """The store's journal segments, oldest first."""
+def parse_segment_name(store_path: Path, name: str) -> int | None:
+    """The generation of a segment file name of this store, or None for other names."""
     prefix = f"{store_path.name}.journal."
-    found: list[tuple[int, Path]] = []
-    try:
-        names = os.listdir(store_path.parent)
-    except FileNotFoundError:
-        return []
-    for name in names:
-        if not name.startswith(prefix):
-            continue
-        match = _SEGMENT_SUFFIX.search(name)
-        if match and name == prefix + match.group(1):
-            found.append((int(match.group(1)), store_path.parent / name))
-    return sorted(found)
-
-
-class JournalSegment:
-    """One open segment, appended with plain ``os.write`` and synced with ``os.fsync``.
-
-    Appends happen on the event loop (a few KB into the page cache: microseconds);
-    ``fsync`` is called from a worker thread by the persistence shell.
-    """
-
-    def __init__(self, path: Path, generation: int) -> None:
-        self.path = path
-        self.generation = generation
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        self.size_bytes = os.fstat(self.fd).st_size
-        self.closed = False
-
-    def append(self, data: bytes | bytearray) -> None:
-        """Write all of ``data``. On error, cut the segment back to its previous length
-        (best effort) so no torn record is left in the middle of it, and re-raise."""
-        with memoryview(data) as view:
-            written = 0
-            try:
-                while written < len(view):
-                    written += os.write(self.fd, view[written:])
-            except OSError:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(self.fd, self.size_bytes)
-                raise
-        self.size_bytes += len(data)
-
-    def fsync(self) -> None:
-        # fdatasync: the data and the size that makes it readable, without the timestamps
-        # a full fsync also writes (~25% cheaper here); a new segment's directory entry is
-        # synced separately by the writer.
-        os.fdatasync(self.fd)
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            os.close(self.fd)
+    if not name.startswith(prefix):
+        return None
+    match = _SEGMENT_SUFFIX.search(name)
+    return int(match.group(1)) if match and name == prefix + match.group(1) else None

@@ -1,64 +1,117 @@
-"""Writing one store's journal: segments, batched appends, group-commit fsync, rotation.
-Does I/O (``write``/``fsync`` on segment files; fsync runs in a worker thread).
+"""Writing one store's journal: segments, batched appends, sync jobs, rotation, deletion.
+Does I/O through :class:`~sessiond.fileops.FileOps` (appends on the event loop; the sync
+job it hands out runs on the sync thread).
 
 The record format and replay live in :mod:`sessiond.journal`; when to sync and what a
-failure means for waiting writes is decided by :class:`sessiond.persistence.StorePersistence`,
-which this class reports failures to through ``on_failure``. After a failure the writer
-stays off (``ok`` is false) until :meth:`start_segment` succeeds again at the next
-snapshot: appending after a failed write could leave a gap in the middle of a segment.
+failure means for waiting writes is decided by the persistence shell, which this class
+reports failures to through ``on_failure``.
+
+- Appends are batched: records queued during one loop tick are written with one
+  ``write()`` at its end, and earlier when the server is about to send replies, so a
+  change is never acknowledged before its record reached the kernel (a kill -9 then
+  cannot lose it).
+- The current segment is created on the first append (a store that is only read never
+  creates one), with its header and the request tokens still remembered.
+- Rotation happens only when the current segment is *clean* (every byte appended is
+  fsynced): a newer segment then never has data while an older one has an unsynced
+  tail, so after any crash only the end of the last segment can be torn.
+- Old segments are deleted once a durable snapshot holds every change they contain.
+- After a failed write or sync the writer stays off (``ok`` is false) until
+  :meth:`restart` at the next snapshot: appending after a failure could leave a gap,
+  and a descriptor whose fsync failed is never fsynced again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
+
+from sessiond.fileops import FileIdentity, FileOps
 from sessiond.journal import (
-    JournalRecord,
-    JournalSegment,
+    ChangeRecord,
+    HeaderRecord,
+    SnapshotMarker,
     TokensRecord,
     encode_record,
-    list_segments,
     segment_path,
 )
-from sessiond.storefiles import fsync_directory
+from sessiond.loader import SegmentOnDisk
 
-__all__ = ["JournalWriter"]
+__all__ = ["JournalWriter", "SyncJob"]
+
+LiveTokens = Callable[[], list[tuple[str, str, str | None]]]
+
+
+class _OpenSegment:
+    __slots__ = ("fd", "generation", "marker_seq", "max_seq", "path", "size_bytes")
+
+    def __init__(self, fd: int, generation: int, path: str, size_bytes: int) -> None:
+        self.fd = fd
+        self.generation = generation
+        self.path = path
+        self.size_bytes = size_bytes
+        self.max_seq = 0
+        self.marker_seq = 0
+
+    def closed(self) -> SegmentOnDisk:
+        return SegmentOnDisk(
+            self.generation, self.path, self.max_seq, self.marker_seq, self.size_bytes
+        )
+
+
+class SyncJob(msgspec.Struct, frozen=True):
+    """What one sync must make durable: the segment's descriptor, whether its directory
+    entry is new, and the change seq everything appended so far reaches."""
+
+    fd: int
+    directory: str | None
+    seq: int
 
 
 class JournalWriter:
-    """The open segments of one store's journal and the records not yet written to them."""
+    """The current segment of one store's journal, the closed ones, and queued records."""
 
     def __init__(
         self,
+        fs: FileOps,
         store_path: Path,
+        store_id: str,
         *,
-        next_generation: int,
-        live_tokens: Callable[[], list[tuple[str, str]]],
+        live_tokens: LiveTokens,
         on_failure: Callable[[OSError], None],
     ) -> None:
+        self.fs = fs
         self.store_path = store_path
-        self.next_generation = next_generation
+        self.store_id = store_id
         self.live_tokens = live_tokens
         self.on_failure = on_failure
-        self.segments: list[JournalSegment] = []
+        self.next_generation = 1
+        self.closed: list[SegmentOnDisk] = []
+        self.current: _OpenSegment | None = None
         self.pending = bytearray()
         self.pending_seq = 0
         self.append_scheduled = False
-        self.ok = False
+        self.ok = True
         self.needs_dir_sync = False
         self.appended_seq = 0
         self.synced_seq = 0
-        self.last_sync_at = time.monotonic()
-        self.segment_lock = asyncio.Lock()
+        self.rotation_wanted = False
+
+    def adopt(self, segments: list[SegmentOnDisk], next_generation: int, seq: int) -> None:
+        """Take over the segments found at load (fsynced by the loader's caller)."""
+        self.closed = list(segments)
+        self.next_generation = next_generation
+        self.appended_seq = self.synced_seq = seq
 
     @property
     def size_bytes(self) -> int:
-        return sum(segment.size_bytes for segment in self.segments)
+        """Bytes of journal on disk (and queued): every segment not yet deleted."""
+        current = self.current.size_bytes if self.current is not None else 0
+        return current + len(self.pending) + sum(segment.size_bytes for segment in self.closed)
 
     @property
     def unsynced(self) -> bool:
@@ -69,30 +122,24 @@ class JournalWriter:
         self.pending = bytearray()
         self.on_failure(error)
 
-    def start_segment(self) -> None:
-        """Switch appends to a new segment, carrying the remembered request tokens into it."""
-        generation = self.next_generation
-        try:
-            segment = JournalSegment(segment_path(self.store_path, generation), generation)
-        except OSError as error:
-            self.fail(error)
-            return
-        self.next_generation += 1
-        self.segments.append(segment)
-        self.ok = True
-        self.needs_dir_sync = True
-        tokens = self.live_tokens()
-        if tokens:
-            self.pending += encode_record(TokensRecord(tokens))
-            self._schedule_append()
+    # -- appending -----------------------------------------------------------------------
 
-    def record(self, key: str, entry_json: bytes | None, token: str | None, seq: int) -> None:
+    def record(
+        self, seq: int, key: str, entry_json: bytes | None, token: str | None, op: str | None
+    ) -> None:
         """Queue change number ``seq``; it is written at the end of this loop tick."""
         if not self.ok:
             return
-        self.pending += encode_record(JournalRecord(key, entry_json, token))
+        self.pending += encode_record(ChangeRecord(key, entry_json, token, seq, op))
         self.pending_seq = seq
         self._schedule_append()
+
+    def mark_snapshot(self, seq: int, identity: FileIdentity) -> None:
+        """Record that the snapshot file ``identity`` holds every change up to ``seq``."""
+        self.pending += encode_record(SnapshotMarker(seq, identity.inode, identity.size_bytes))
+        self.append_pending()
+        if self.ok and self.current is not None:
+            self.current.marker_seq = max(self.current.marker_seq, seq)
 
     def _schedule_append(self) -> None:
         if not self.append_scheduled:
@@ -100,69 +147,149 @@ class JournalWriter:
             asyncio.get_running_loop().call_soon(self.append_pending)
 
     def append_pending(self) -> None:
-        """Write every queued record with one ``write()``.
-
-        Runs at the end of the loop tick that queued them, and earlier when the server
-        is about to send replies, so a write is never acknowledged before its record
-        reached the kernel (a kill -9 then cannot lose it).
-        """
+        """Write every queued record with one ``write()`` (creating the segment if needed)."""
         self.append_scheduled = False
         if not self.ok or not self.pending:
             return
         data, self.pending = self.pending, bytearray()
         try:
-            self.segments[-1].append(data)
+            segment = self.current or self._start_segment()
+            start = segment.size_bytes
+            try:
+                self.fs.write(segment.fd, data)
+            except OSError:
+                # Cut back what a partial write left, so no torn record sits mid-segment.
+                with contextlib.suppress(OSError):
+                    self.fs.truncate(segment.fd, start)
+                raise
         except OSError as error:
             self.fail(error)
             return
-        self.appended_seq = max(self.appended_seq, self.pending_seq)
+        segment.size_bytes += len(data)
+        if self.pending_seq:
+            segment.max_seq = max(segment.max_seq, self.pending_seq)
+            self.appended_seq = max(self.appended_seq, self.pending_seq)
 
-    async def sync(self) -> bool:
-        """fsync every open segment (and the directory after a rotation); True on success.
+    def _start_segment(self) -> _OpenSegment:
+        generation = self.next_generation
+        path = str(segment_path(self.store_path, generation))
+        fd = self.fs.create(path)
+        self.next_generation += 1
+        head = encode_record(HeaderRecord(self.store_id, generation))
+        tokens = self.live_tokens()
+        if tokens:
+            head += encode_record(TokensRecord([list(token) for token in tokens]))
+        segment = _OpenSegment(fd, generation, path, 0)
+        self.current = segment
+        self.needs_dir_sync = True
+        self.fs.write(fd, head)
+        segment.size_bytes = len(head)
+        return segment
 
-        Everything appended before the call is durable when it returns True.
-        """
+    # -- syncing -------------------------------------------------------------------------
+
+    def sync_job(self) -> SyncJob | None:
+        """What a sync must cover now (None: nothing unsynced). Appends first."""
         self.append_pending()
-        target = self.appended_seq
-        async with self.segment_lock:
+        if not self.ok or self.current is None:
+            return None
+        if not self.unsynced and not self.needs_dir_sync:
+            return None
+        directory = str(self.store_path.parent) if self.needs_dir_sync else None
+        self.needs_dir_sync = False
+        return SyncJob(self.current.fd, directory, self.appended_seq)
+
+    def run_sync(self, job: SyncJob) -> None:
+        """The blocking part of a sync (runs on the sync thread)."""
+        self.fs.fdatasync(job.fd)
+        if job.directory is not None:
+            self.fs.fsync_directory(job.directory)
+
+    def synced(self, job: SyncJob) -> None:
+        """``job`` completed: everything it covered is durable. Rotates if asked and clean."""
+        self.synced_seq = max(self.synced_seq, job.seq)
+        if self.rotation_wanted and not self.unsynced and not self.needs_dir_sync:
+            self._close_current()
+
+    def rotate_now(self) -> None:
+        """Rotate even though appends never pause: sync the current segment's tail on the
+        calling thread first (a short stall, only when clean moments do not come)."""
+        job = self.sync_job()
+        if job is not None:
             try:
-                for segment in [segment for segment in self.segments if not segment.closed]:
-                    await asyncio.to_thread(segment.fsync)
-                if self.needs_dir_sync:
-                    await asyncio.to_thread(fsync_directory, self.store_path.parent)
-                    self.needs_dir_sync = False
+                self.run_sync(job)
             except OSError as error:
-                # Never fsync the same descriptor again after an error: the writer stays
-                # off until the next snapshot starts a fresh segment.
-                self.fail(error)
-                return False
-        self.last_sync_at = time.monotonic()
-        self.synced_seq = max(self.synced_seq, target)
-        return True
+                self.sync_failed(job, error)
+                return
+            self.synced_seq = max(self.synced_seq, job.seq)
+        if self.ok:
+            self._close_current()
 
-    async def drop_covered(self) -> None:
-        """Delete every segment but the current one: a durable snapshot now covers them."""
-        async with self.segment_lock:
-            covered, self.segments = self.segments[:-1], self.segments[-1:]
-            for segment in covered:
-                segment.close()
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(segment.path)
-        oldest_live = self.segments[0].generation if self.segments else self.next_generation
-        for generation, path in list_segments(self.store_path):
-            if generation < oldest_live:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+    def sync_failed(self, job: SyncJob, error: OSError) -> None:
+        if job.directory is not None:
+            self.needs_dir_sync = True
+        self.fail(error)
 
-    def close(self, *, snapshot_written: bool) -> None:
-        """Close the segments; sync them first unless a final snapshot covers them."""
-        if not snapshot_written and self.ok:
-            self.append_pending()
+    def _close_current(self) -> None:
+        segment, self.current = self.current, None
+        self.rotation_wanted = False
+        if segment is None:
+            return
+        self.closed.append(segment.closed())
+        with contextlib.suppress(OSError):
+            self.fs.close(segment.fd)
+
+    # -- snapshots and recovery ------------------------------------------------------------
+
+    def restart(self) -> None:
+        """After a failure: abandon the current segment (never synced again) and append
+        to a new one from now on."""
+        if self.ok:
+            return
+        segment, self.current = self.current, None
+        if segment is not None:
+            self.closed.append(segment.closed())
             with contextlib.suppress(OSError):
-                for segment in self.segments:
-                    segment.fsync()
-        for segment in self.segments:
-            segment.close()
-            if snapshot_written and segment.size_bytes == 0:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(segment.path)
+                self.fs.close(segment.fd)
+        self.ok = True
+        self.needs_dir_sync = False
+
+    def covered_segments(self, snapshot_seq: int) -> list[SegmentOnDisk]:
+        """Closed segments a durable snapshot at ``snapshot_seq`` makes unnecessary. The
+        segment with the newest snapshot marker stays (it carries the store's ``seq``
+        across a restart) unless the current segment has a newer one."""
+        newest_marker = max(
+            [segment.marker_seq for segment in self.closed]
+            + [self.current.marker_seq if self.current is not None else 0]
+        )
+        keep = next((s for s in reversed(self.closed) if s.marker_seq == newest_marker > 0), None)
+        if self.current is not None and self.current.marker_seq == newest_marker:
+            keep = None
+        return [
+            segment
+            for segment in self.closed
+            if segment.max_seq <= snapshot_seq and segment is not keep
+        ]
+
+    def delete(self, segments: list[SegmentOnDisk]) -> None:
+        """Unlink covered segments (runs on the sync thread). No directory fsync: a
+        segment that comes back after a crash is covered by the snapshot's marker."""
+        for segment in segments:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.unlink(segment.path)
+
+    def forget(self, segments: list[SegmentOnDisk]) -> None:
+        self.closed = [segment for segment in self.closed if segment not in segments]
+
+    def want_rotation(self) -> None:
+        """Start a new segment at the next clean moment (after a sync covering everything)."""
+        if self.current is not None:
+            self.rotation_wanted = True
+
+    def close(self) -> None:
+        """Release the current segment's descriptor (after the final sync or snapshot)."""
+        segment, self.current = self.current, None
+        if segment is not None:
+            self.closed.append(segment.closed())
+            with contextlib.suppress(OSError):
+                self.fs.close(segment.fd)

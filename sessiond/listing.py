@@ -69,15 +69,13 @@ def select_page(
     *,
     limit: int,
     after: SortKey | None,
-) -> tuple[list[tuple[str, StoredEntry]], str | None]:
-    """The next ``limit`` matching items after the cursor position, and the next cursor."""
+) -> tuple[list[tuple[SortKey, str, StoredEntry]], bool]:
+    """The next ``limit`` matching items after the cursor position (each with its sort
+    position, for :func:`encode_cursor`), and whether more follow."""
     candidates = (
         ((-entry.updated_at_ms, key), key, entry)
         for key, entry in items
         if (after is None or (-entry.updated_at_ms, key) > after) and selection.matches(key, entry)
     )
     page = heapq.nsmallest(limit + 1, candidates, key=lambda candidate: candidate[0])
-    has_more = len(page) > limit
-    page = page[:limit]
-    cursor = encode_cursor(page[-1][0]) if has_more else None
-    return [(key, entry) for _, key, entry in page], cursor
+    return page[:limit], len(page) > limit

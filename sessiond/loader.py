@@ -1,31 +1,57 @@
-"""Reading a store from disk: the snapshot, then every journal segment in order. Does I/O
-(reads files; with ``repair=True`` it also moves damaged files aside, never deletes them).
+"""Reading a store from disk: the snapshot, then the journal changes it does not hold.
+Does I/O through :class:`~sessiond.fileops.FileOps` (reads; with ``repair=True`` it also
+moves damaged files aside, never deletes them).
 
 The daemon loads with ``repair=True`` while holding the store directory's lock. Tools that
-must not change anything (``sessiond check``, the crash-test harness) load with
+must not change anything (``sessiond check``, the crash tests' checker) load with
 ``repair=False`` and get the same entries the daemon would serve, plus a report.
+
+The rules (see :mod:`sessiond.journal` for the record format):
+
+- the snapshot is the gateway's ``sessions.json``; a file that does not parse is moved
+  aside (``on_corrupt = "move-aside"``) or makes the store unavailable (``"refuse"``);
+- the newest snapshot marker naming the snapshot file on disk (inode and size) gives the
+  sequence number the snapshot holds; changes up to it are skipped, later ones applied
+  in order; without such a marker every change is applied;
+- a segment with damage other than a torn end of the last segment is moved aside as
+  ``...corrupt-<time>`` (bytes kept); its valid records before the damage and every
+  later segment are still applied; the report says what happened;
+- request tokens of every change (applied or covered) and of carry-over records are
+  remembered, so a write retried across a restart is still applied once;
+- anything that is not a regular file where a store file or segment belongs is refused
+  (:class:`~sessiond.fileops.NotRegularFileError`): the store does not load.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import msgspec
 
 from sessiond.dedup import RememberedWrite
 from sessiond.entries import StoredEntry, entry_from_json
+from sessiond.fileops import REAL_FILES, FileIdentity, FileOps
 from sessiond.journal import (
+    ChangeRecord,
     JournalRecord,
-    ReplayReport,
+    SegmentReport,
+    SnapshotMarker,
     TokensRecord,
-    list_segments,
-    read_records,
+    parse_segment_name,
+    read_segment,
 )
 from sessiond.snapshot import CorruptStoreError, parse_store
-from sessiond.storefiles import move_aside, read_bytes_if_exists
 
-__all__ = ["LoadReport", "LoadedStore", "StoreQuarantinedError", "load_store"]
+__all__ = [
+    "LoadReport",
+    "LoadedStore",
+    "SegmentOnDisk",
+    "StoreQuarantinedError",
+    "load_store",
+    "move_aside",
+]
 
 log = logging.getLogger("sessiond.loader")
 
@@ -41,32 +67,59 @@ class LoadReport(msgspec.Struct, kw_only=True):
     corrupt_moved_to: str | None = None
     journal_segments: int = 0
     journal_records_replayed: int = 0
+    journal_records_covered: int = 0
     journal_dropped_bytes: int = 0
     journal_corruption: str | None = None
+
+
+class SegmentOnDisk(msgspec.Struct, frozen=True):
+    """A closed journal segment: its generation, path, highest change seq, highest
+    snapshot marker seq (0: none) and size."""
+
+    generation: int
+    path: str
+    max_seq: int
+    marker_seq: int = 0
+    size_bytes: int = 0
 
 
 class LoadedStore(msgspec.Struct, kw_only=True):
     entries: dict[str, StoredEntry]
     replayed_tokens: dict[str, RememberedWrite]
+    seq: int
+    """The store's sequence number: the highest change number seen (or covered)."""
+    covered_seq: int
+    """How far the snapshot on disk reaches (per its marker; 0 without one)."""
+    snapshot_identity: FileIdentity | None
+    segments: list[SegmentOnDisk]
     next_generation: int
     report: LoadReport
 
 
-def _read_snapshot(path: Path) -> bytes | None:
-    try:
-        return read_bytes_if_exists(path)
-    except IsADirectoryError as error:  # unusable like a corrupt file: moved aside the same way
-        raise CorruptStoreError("the store path is a directory, not a file") from error
+def move_aside(fs: FileOps, path: str, reason: str) -> str:
+    """Rename ``path`` to ``<path>.<reason>-<UTC timestamp>`` keeping its bytes.
+
+    No directory fsync: if the rename is lost in a crash, the damaged file is found
+    and moved aside again at the next start, and nothing else depends on it.
+    """
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = f"{path}.{reason}-{stamp}"
+    suffix = 1
+    while fs.exists(target):
+        target = f"{path}.{reason}-{stamp}.{suffix}"
+        suffix += 1
+    fs.rename(path, target)
+    return target
 
 
 def _load_snapshot(
-    path: Path, report: LoadReport, *, repair: bool, refuse: bool
+    fs: FileOps, path: str, report: LoadReport, *, repair: bool, refuse: bool
 ) -> dict[str, StoredEntry]:
+    data = fs.read_file(path)
+    if data is None:
+        return {}
+    report.bytes_on_disk = len(data)
     try:
-        data = _read_snapshot(path)
-        if data is None:
-            return {}
-        report.bytes_on_disk = len(data)
         parsed = parse_store(data)
     except CorruptStoreError as error:
         report.corrupt_error = str(error)
@@ -75,68 +128,177 @@ def _load_snapshot(
                 f"{path} is corrupt ({error}); repair or move it, then restart"
             ) from error
         if repair:
-            moved = move_aside(path, "corrupt")
-            report.corrupt_moved_to, report.bytes_on_disk = str(moved), 0
+            moved = move_aside(fs, path, "corrupt")
+            report.corrupt_moved_to, report.bytes_on_disk = moved, 0
             log.error("%s is corrupt (%s); moved it to %s, starting empty", path, error, moved)
         return {}
     report.loaded_syntax = parsed.syntax
     return parsed.entries
 
 
-class _Replayer:
-    """Applies journal records to entries and collects the request tokens they carry."""
-
-    def __init__(self, entries: dict[str, StoredEntry]) -> None:
-        self.entries = entries
-        self.tokens: dict[str, RememberedWrite] = {}
-
-    def apply(self, record: JournalRecord | TokensRecord) -> None:
-        if isinstance(record, TokensRecord):
-            for token, key in record.tokens:
-                self.tokens[token] = RememberedWrite(key, None)
-            return
-        entry = None if record.entry_json is None else entry_from_json(record.entry_json)
-        if entry is None:
-            self.entries.pop(record.key, None)
-        else:
-            self.entries[record.key] = entry
-        if record.token is not None:
-            self.tokens[record.token] = RememberedWrite(record.key, entry, deleted=entry is None)
+class _Change(msgspec.Struct, frozen=True, gc=False):
+    seq: int
+    key: str
+    entry: StoredEntry | None
+    token: str | None
+    op: str | None
 
 
-def _note_segment(path: Path, segment: ReplayReport, report: LoadReport, *, repair: bool) -> None:
-    report.journal_records_replayed += segment.records
-    report.journal_dropped_bytes += segment.torn_bytes
-    if segment.torn_bytes:
-        log.warning("%s: dropped a torn record of %d bytes", path, segment.torn_bytes)
-    if segment.corrupt is None:
+def _is_token_entry(entry: list[str | None]) -> bool:
+    """``[token, key]`` or ``[token, key, op]``: token and key strings, op a string or nil."""
+    return len(entry) in (2, 3) and isinstance(entry[0], str) and isinstance(entry[1], str)
+
+
+class _Segment:
+    """One segment's decoded content."""
+
+    def __init__(self, generation: int, path: str, size_bytes: int) -> None:
+        self.generation = generation
+        self.path = path
+        self.size_bytes = size_bytes
+        self.report = SegmentReport()
+        self.changes: list[_Change] = []
+        self.markers: list[SnapshotMarker] = []
+        self.tokens: list[list[str | None]] = []
+
+    def take(self, records: list[JournalRecord], next_seq: int) -> int:
+        """Keep the records (numbering legacy changes from ``next_seq``); the next seq."""
+        for record in records:
+            if isinstance(record, SnapshotMarker):
+                self.markers.append(record)
+            elif isinstance(record, TokensRecord):
+                # An unusable token is skipped: tokens only answer retries, never hold data.
+                self.tokens.extend(entry for entry in record.tokens if _is_token_entry(entry))
+            elif isinstance(record, ChangeRecord):
+                try:
+                    entry = (
+                        None if record.entry_json is None else entry_from_json(record.entry_json)
+                    )
+                except (ValueError, RecursionError) as error:
+                    self.report.corrupt = f"unusable record for key {record.key!r}: {error}"
+                    break
+                seq = record.seq or next_seq
+                next_seq = max(next_seq, seq + 1)
+                self.changes.append(_Change(seq, record.key, entry, record.token, record.op))
+        return next_seq
+
+    @property
+    def max_seq(self) -> int:
+        return max((change.seq for change in self.changes), default=0)
+
+    def on_disk(self) -> SegmentOnDisk:
+        marker_seq = max((marker.seq for marker in self.markers), default=0)
+        return SegmentOnDisk(self.generation, self.path, self.max_seq, marker_seq, self.size_bytes)
+
+
+def _read_segments(
+    fs: FileOps, path: Path, store_id: str | None, report: LoadReport, *, repair: bool
+) -> list[_Segment]:
+    directory = str(path.parent)
+    try:
+        names = fs.listdir(directory)
+    except FileNotFoundError:
+        return []
+    found = sorted(
+        (generation, f"{directory}/{name}")
+        for name in names
+        if (generation := parse_segment_name(path, name)) is not None
+    )
+    segments: list[_Segment] = []
+    next_seq = 1
+    for index, (generation, segment_path) in enumerate(found):
+        data = fs.read_file(segment_path) or b""
+        segment = _Segment(generation, segment_path, len(data))
+        records = list(
+            read_segment(
+                data,
+                segment.report,
+                store_id=store_id,
+                generation=generation,
+                last=index == len(found) - 1,
+            )
+        )
+        next_seq = segment.take(records, next_seq)
+        _note_segment(fs, segment, report, repair=repair)
+        segments.append(segment)
+    return segments
+
+
+def _note_segment(fs: FileOps, segment: _Segment, report: LoadReport, *, repair: bool) -> None:
+    seg = segment.report
+    report.journal_segments += 1
+    if seg.corrupt is None:
+        report.journal_dropped_bytes += seg.torn_bytes
+        if seg.torn_bytes:
+            log.warning("%s: dropped a torn record of %d bytes", segment.path, seg.torn_bytes)
         return
-    where = str(move_aside(path, "corrupt")) if repair else str(path)
-    report.journal_corruption = f"{path}: {segment.corrupt} (kept as {where})"
+    where = move_aside(fs, segment.path, "corrupt") if repair else segment.path
+    report.journal_corruption = f"{segment.path}: {seg.corrupt} (kept as {where})"
     log.error(
-        "journal %s is damaged: %s; replayed %d records before it, kept it as %s",
-        path,
-        segment.corrupt,
-        segment.records,
+        "journal %s is damaged: %s; kept %d changes before the damage, kept the file as %s",
+        segment.path,
+        seg.corrupt,
+        len(segment.changes),
         where,
     )
+    if repair:
+        segment.path = ""  # no longer a segment of this store
 
 
-def load_store(path: Path, *, repair: bool, refuse_corrupt: bool = False) -> LoadedStore:
-    """Entries of the store at ``path``: its snapshot with every journal segment replayed."""
+def load_store(
+    path: Path,
+    *,
+    store_id: str | None,
+    repair: bool,
+    refuse_corrupt: bool = False,
+    fs: FileOps = REAL_FILES,
+) -> LoadedStore:
+    """Entries of the store at ``path``: its snapshot with the journal replayed."""
     report = LoadReport()
-    replayer = _Replayer(_load_snapshot(path, report, repair=repair, refuse=refuse_corrupt))
-    next_generation = 1
-    for generation, segment_path in list_segments(path):
-        next_generation = max(next_generation, generation + 1)
-        report.journal_segments += 1
-        segment = ReplayReport()
-        for record in read_records(segment_path.read_bytes(), segment):
-            replayer.apply(record)
-        _note_segment(segment_path, segment, report, repair=repair)
+    entries = _load_snapshot(fs, str(path), report, repair=repair, refuse=refuse_corrupt)
+    identity = fs.identity(str(path))
+    segments = _read_segments(fs, path, store_id, report, repair=repair)
+    covered = max(
+        (
+            marker.seq
+            for segment in segments
+            for marker in segment.markers
+            if identity is not None and (marker.inode, marker.size_bytes) == identity
+        ),
+        default=0,
+    )
+    tokens: dict[str, RememberedWrite] = {}
+    seq = covered
+    for segment in segments:
+        for token, key, *op in segment.tokens:
+            assert token is not None and key is not None  # checked by _is_token_entry
+            tokens[token] = RememberedWrite(key, None, op=op[0] if op else None)
+        for change in segment.changes:
+            seq = max(seq, change.seq)
+            if change.seq > covered:
+                report.journal_records_replayed += 1
+                if change.entry is None:
+                    entries.pop(change.key, None)
+                else:
+                    entries[change.key] = change.entry
+            else:
+                report.journal_records_covered += 1
+            if change.token is not None:
+                tokens[change.token] = RememberedWrite(
+                    change.key,
+                    change.entry,
+                    deleted=change.entry is None,
+                    op=change.op,
+                    seq=change.seq,
+                )
+        seq = max([seq, *(marker.seq for marker in segment.markers)])
     return LoadedStore(
-        entries=replayer.entries,
-        replayed_tokens=replayer.tokens,
-        next_generation=next_generation,
+        entries=entries,
+        replayed_tokens=tokens,
+        seq=seq,
+        covered_seq=covered,
+        snapshot_identity=identity,
+        segments=[segment.on_disk() for segment in segments if segment.path],
+        next_generation=max((segment.generation for segment in segments), default=0) + 1,
         report=report,
     )

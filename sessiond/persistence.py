@@ -1,28 +1,28 @@
-"""Persistence of one store file: load, journal, debounced snapshots, durable waits,
-failure handling. Does I/O (through :mod:`sessiond.storefiles`, :mod:`sessiond.loader` and
-:mod:`sessiond.journal_writer`).
-
-Sequence numbers make the bookkeeping simple (Redis's dirty counter): every accepted
-change gets the next ``accepted_seq``; ``synced_seq`` is how far the journal is fsynced,
-``snapshot_seq`` how far the last durable snapshot reaches. A change is durable once
-either covers it; ``durable=true`` writes wait for that (group commit: every waiter is
-released by the one fsync or snapshot that covers it).
+"""Persistence of one store: the shell that runs its journal, snapshots and durable waits.
+Does I/O (through :class:`~sessiond.fileops.FileOps`, the sync thread and the
+snapshotter); the decisions are made by pure parts: :class:`~sessiond.durability.
+DurabilityTracker` (sequence numbers, waiters) and :class:`~sessiond.schedule.
+SnapshotSchedule` (when the next snapshot is due).
 
 Modes: ``memory`` (no disk at all; ``durable`` is accepted and means nothing),
 ``debounced`` (snapshots only; a durable write forces the next snapshot), ``journal``
-(default: a journal record per change, fsynced at once for durable writes and every
-``journal_fsync_interval_s`` otherwise, plus debounced snapshots — at most every
-``journal_snapshot_interval_s`` while the journal is healthy — that truncate it).
+(default: a journal record per change, fsynced at once for durable writes — all durable
+writes waiting share one fsync — and every ``journal_fsync_interval_s`` otherwise, plus
+snapshots that let old segments go).
 
-Snapshots are written at ``min(last_change + flush_delay_s, first_change +
-flush_max_delay_s)`` from a cheap copy of the entry dict (entries are immutable), rendered
-in chunks on the event loop with a yield between chunks and written by a worker thread,
-so requests keep being served while a large store is saved.
+A snapshot (journal mode): the entries as they are at that moment are written to a
+fsynced temp file (in a forked child), a marker naming that file and the sequence number
+it holds is appended to the journal and synced, the file is renamed into place and the
+directory fsynced, and only then are segments it covers deleted. A crash at any point
+leaves either the old snapshot with every journal record it lacks, or the new one with a
+marker that makes replay skip what it holds.
 
-Failure: a failed append/fsync abandons the journal until the next snapshot succeeds; a
-failed snapshot keeps everything in memory, is retried with exponential backoff, shows
-in ``stats`` and the status line, and fails waiting durable writes with ``unavailable``
-(the write stays applied in memory and is written once the disk recovers).
+Failure: a failed append/fsync turns the journal off until the next snapshot starts a
+new segment; a failed snapshot keeps everything in memory, is retried with exponential
+backoff, shows in ``stats`` and the status line, and fails waiting durable writes with
+``unavailable`` (the write stays applied in memory and is written once the disk
+recovers). Changes replayed from the journal at start count as unsaved: the next
+snapshot (or ``flush``, or shutdown) writes them.
 """
 
 from __future__ import annotations
@@ -30,30 +30,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from sessiond.config import PersistenceConfig
-from sessiond.dedup import RememberedWrite
+from sessiond.durability import DurabilityTracker
 from sessiond.entries import StoredEntry
-from sessiond.journal_writer import JournalWriter
-from sessiond.loader import load_store
-from sessiond.snapshot import render_store
-from sessiond.storefiles import (
-    lock_store_directory,
-    remove_leftover_temp_files,
-    write_atomically,
+from sessiond.fileops import REAL_FILES, FileIdentity, FileOps
+from sessiond.journal_writer import JournalWriter, LiveTokens
+from sessiond.loader import LoadedStore, LoadReport, load_store
+from sessiond.schedule import SnapshotSchedule
+from sessiond.snapshotter import (
+    ForkSnapshotter,
+    SnapshotFile,
+    Snapshotter,
+    commit_snapshot,
+    discard_snapshot,
+    temp_file_prefix,
 )
+from sessiond.store import Change
+from sessiond.syncthread import JobRunner, SyncThread
 from sessiond_client.errors import UnavailableError
 
-__all__ = ["PersistenceStats", "StorePersistence"]
+__all__ = ["PersistenceStats", "StoreLockedError", "StorePersistence"]
 
 log = logging.getLogger("sessiond.persistence")
+
+ROTATION_ATTEMPTS = 3
+"""Syncs that may pass without a clean moment before a rotation syncs on the loop."""
+
+_shared_sync_thread = SyncThread()
+
+
+class StoreLockedError(OSError):
+    """Another process holds the store directory's lock."""
 
 
 class PersistenceStats(msgspec.Struct, kw_only=True):
@@ -62,6 +76,7 @@ class PersistenceStats(msgspec.Struct, kw_only=True):
     bytes_on_disk: int = 0
     journal_bytes: int = 0
     dirty: int = 0
+    seq: int = 0
     flush_count: int = 0
     flush_failures: int = 0
     journal_fsyncs: int = 0
@@ -76,179 +91,228 @@ class PersistenceStats(msgspec.Struct, kw_only=True):
     journal_corruption: str | None = None
 
 
-class _Waiter(msgspec.Struct):
-    seq: int
-    future: asyncio.Future[None]
-    needs_snapshot: bool
+def _settle(future: asyncio.Future[None], error: BaseException | None = None) -> None:
+    if not future.done():
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
 
 
 class StorePersistence:
     """Keeps one store file and its journal in step with the in-memory entries."""
 
-    def __init__(self, path: Path, config: PersistenceConfig) -> None:
+    def __init__(
+        self,
+        path: Path,
+        config: PersistenceConfig,
+        *,
+        store_id: str,
+        fs: FileOps = REAL_FILES,
+        runner: JobRunner | None = None,
+        snapshotter: Snapshotter | None = None,
+        load_in_thread: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = path
         self.config = config
         self.mode = config.durability
         self.pretty = config.snapshot_format == "pretty"
+        self.fs = fs
+        self.runner: JobRunner = runner or _shared_sync_thread
+        self.snapshotter: Snapshotter = snapshotter or ForkSnapshotter()
+        self.load_in_thread = load_in_thread
+        self.clock = clock
         self.stats = PersistenceStats(mode=self.mode, path=str(path))
-        self.entries: dict[str, StoredEntry] = {}
-        self.replayed_tokens: dict[str, RememberedWrite] = {}
-        self.lock_fd: int | None = None
-        self.accepted_seq = self.snapshot_seq = 0
+        self.tracker: DurabilityTracker[asyncio.Future[None]] = DurabilityTracker()
+        self.schedule = SnapshotSchedule(config)
         self.journal = JournalWriter(
-            path, next_generation=1, live_tokens=list, on_failure=self._journal_failed
+            fs, path, store_id, live_tokens=list, on_failure=self._journal_failed
         )
-        self.first_dirty_at: float | None = None
-        self.last_change_at = 0.0
-        self.force_snapshot = False
-        self.retry_at: float | None = None
-        self.last_snapshot_at = 0.0
-        self.retry_delay_s = config.retry_initial_s
-        self.waiters: list[_Waiter] = []
+        self.entries: Callable[[], Mapping[str, StoredEntry]] = dict
+        self.lock_fd: int | None = None
+        self.snapshot_identity: FileIdentity | None = None
+        self.last_sync_at = clock()
+        self.rotation_attempts = 0
+        self.sync_lock = asyncio.Lock()
+        self.snapshot_lock = asyncio.Lock()
         self.wake_snapshot = asyncio.Event()
         self.wake_sync = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
 
     # -- loading ---------------------------------------------------------------------
 
-    async def open(self) -> dict[str, StoredEntry]:
-        """Lock the directory, load snapshot + journal, and return the entries."""
+    async def open(self) -> LoadedStore:
+        """Lock the directory, load snapshot + journal, and return what was loaded."""
         if self.mode == "memory":
-            return self.entries
-        await asyncio.to_thread(self._open_files)
-        return self.entries
+            return LoadedStore(
+                entries={},
+                replayed_tokens={},
+                seq=0,
+                covered_seq=0,
+                snapshot_identity=None,
+                segments=[],
+                next_generation=1,
+                report=LoadReport(),
+            )
+        if self.load_in_thread:
+            loaded = await asyncio.to_thread(self._open_files)
+        else:
+            loaded = self._open_files()
+        self._adopt(loaded)
+        return loaded
 
-    def _open_files(self) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.lock_fd = lock_store_directory(self.path.parent)
+    def _open_files(self) -> LoadedStore:
+        directory = str(self.path.parent)
+        self.fs.make_private_dirs(directory)
         try:
-            self._load_files()
+            self.lock_fd = self.fs.lock_directory(directory)
+        except BlockingIOError as error:
+            raise StoreLockedError(
+                error.errno, f"{directory} is locked by another sessiond process"
+            ) from error
+        try:
+            self._remove_leftover_temp_files()
+            loaded = load_store(
+                self.path,
+                store_id=self.journal.store_id,
+                repair=True,
+                refuse_corrupt=self.config.on_corrupt == "refuse",
+                fs=self.fs,
+            )
+            # Replayed changes now count as synced: make it true before building on them.
+            for segment in loaded.segments:
+                fd = self.fs.open_for_sync(segment.path)
+                try:
+                    self.fs.fsync(fd)
+                finally:
+                    self.fs.close(fd)
         except BaseException:
-            os.close(self.lock_fd)
+            self.fs.unlock_directory(self.lock_fd)
             self.lock_fd = None
             raise
+        return loaded
 
-    def _load_files(self) -> None:
-        for leftover in remove_leftover_temp_files(self.path):
-            log.info("removed leftover temp file %s", leftover)
-        loaded = load_store(
-            self.path, repair=True, refuse_corrupt=self.config.on_corrupt == "refuse"
-        )
-        self.entries = loaded.entries
-        self.replayed_tokens = loaded.replayed_tokens
-        self.journal.next_generation = loaded.next_generation
+    def _remove_leftover_temp_files(self) -> None:
+        prefix = temp_file_prefix(self.path)
+        for name in self.fs.listdir(str(self.path.parent)):
+            if name.startswith(prefix) and name.endswith(".tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.unlink(str(self.path.parent / name))
+                log.info("removed leftover temp file %s", self.path.parent / name)
+
+    def _adopt(self, loaded: LoadedStore) -> None:
         report, stats = loaded.report, self.stats
         stats.bytes_on_disk, stats.loaded_syntax = report.bytes_on_disk, report.loaded_syntax
         stats.corrupt_moved_to = report.corrupt_moved_to
         stats.journal_records_replayed = report.journal_records_replayed
         stats.journal_dropped_bytes = report.journal_dropped_bytes
         stats.journal_corruption = report.journal_corruption
-        if report.journal_records_replayed:
-            # The journal holds changes the snapshot lacks: write one soon, then drop it.
-            self.first_dirty_at = self.last_change_at = time.monotonic()
+        self.snapshot_identity = loaded.snapshot_identity
+        self.tracker = DurabilityTracker(
+            accepted_seq=loaded.seq, synced_seq=loaded.seq, snapshot_seq=loaded.covered_seq
+        )
+        self.journal.adopt(loaded.segments, loaded.next_generation, loaded.seq)
+        if self.tracker.unsnapshotted:
+            self.schedule.changed(self.clock())  # replayed changes are unsaved changes
 
     # -- recording changes -------------------------------------------------------------
 
-    def start(self, live_tokens: Callable[[], list[tuple[str, str]]]) -> None:
-        """Open the first journal segment and start the snapshot and sync tasks.
-
-        ``live_tokens`` lists the request tokens to carry into each new segment.
-        """
+    def start(
+        self,
+        entries: Callable[[], Mapping[str, StoredEntry]],
+        live_tokens: LiveTokens,
+        *,
+        background: bool = True,
+    ) -> None:
+        """Start the snapshot and sync tasks. ``entries`` returns the store's live entries
+        (read only when a snapshot starts); ``live_tokens`` lists the request tokens to
+        carry into each new journal segment. ``background=False`` (tests) leaves syncs
+        and snapshots to explicit calls."""
+        self.entries = entries
         self.journal.live_tokens = live_tokens
-        if self.mode == "memory":
+        if self.mode == "memory" or not background:
             return
-        if self.mode == "journal":
-            self.journal.start_segment()
         self.tasks.append(asyncio.create_task(self._snapshot_loop(), name=f"snapshot {self.path}"))
         if self.mode == "journal":
             self.tasks.append(asyncio.create_task(self._sync_loop(), name=f"sync {self.path}"))
-        if self.first_dirty_at is not None:
+        if self.schedule.first_dirty_at is not None:
             self.wake_snapshot.set()
 
-    def record_change(
-        self, agent_id: str, key: str, entry: StoredEntry | None, token: str | None
-    ) -> None:
+    def record_change(self, change: Change) -> None:
         """The store's change listener: journal the change and mark the store dirty."""
         if self.mode == "memory":
             return
-        self.accepted_seq += 1
-        now = time.monotonic()
-        self.last_change_at = now
-        if self.first_dirty_at is None:
-            self.first_dirty_at = now
+        self.tracker.accept(change.seq)
+        if self.schedule.changed(self.clock()):
             self.wake_snapshot.set()
-        self.journal.record(
-            key, None if entry is None else entry.json_bytes, token, self.accepted_seq
-        )
+        if self.mode == "journal":
+            entry = change.entry
+            self.journal.record(
+                change.seq,
+                change.key,
+                None if entry is None else entry.json_bytes,
+                change.token,
+                change.op,
+            )
+
+    def append_pending(self) -> None:
+        self.journal.append_pending()
 
     def _journal_failed(self, error: OSError) -> None:
         self._note_failure(f"journal write failed: {error}")
         self._fail_waiters(lambda waiter: True, "the journal could not be written")
-        self.force_snapshot = True
+        self.schedule.force()
         self.wake_snapshot.set()
 
     # -- durability ----------------------------------------------------------------------
 
     @property
-    def durable_seq(self) -> int:
-        return max(self.journal.synced_seq, self.snapshot_seq)
-
-    @property
     def failing(self) -> bool:
         return self.stats.failing
+
+    @property
+    def waiters(self) -> int:
+        return len(self.tracker.waiters)
 
     async def wait_durable(self, seq: int | None = None) -> None:
         """Return once every change up to ``seq`` (default: all so far) is on disk."""
         if self.mode == "memory":
             return
-        target = self.accepted_seq if seq is None else seq
-        if target <= self.durable_seq:
+        target = self.tracker.accepted_seq if seq is None else seq
+        needs_snapshot = self.mode == "debounced" or not self.journal.ok
+        if self.tracker.covered(target, needs_snapshot=False):
             return
-        if not self.journal.ok and self.stats.failing:
+        if needs_snapshot and self.stats.failing and not self.journal.ok:
             raise UnavailableError(self._unavailable_message())
-        await self._wait(target, needs_snapshot=not self.journal.ok)
+        await self._wait(target, needs_snapshot=needs_snapshot)
 
     async def flush(self) -> None:
         """Write a snapshot covering every change accepted so far (the ``flush`` op)."""
-        if self.mode == "memory":
+        if self.mode == "memory" or not self.tracker.unsnapshotted:
             return
-        if self.accepted_seq <= self.snapshot_seq:
-            return
-        await self._wait(self.accepted_seq, needs_snapshot=True)
+        await self._wait(self.tracker.accepted_seq, needs_snapshot=True)
 
     async def _wait(self, seq: int, *, needs_snapshot: bool) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.waiters.append(_Waiter(seq, future, needs_snapshot))
+        self.tracker.wait(seq, future, needs_snapshot=needs_snapshot)
         if needs_snapshot:
-            self.force_snapshot = True
+            self.schedule.force()
             self.wake_snapshot.set()
         else:
             self.wake_sync.set()
         await future
 
-    def _release_waiters(self) -> None:
-        remaining: list[_Waiter] = []
-        for waiter in self.waiters:
-            covered = self.snapshot_seq if waiter.needs_snapshot else self.durable_seq
-            if waiter.seq <= covered:
-                if not waiter.future.done():
-                    waiter.future.set_result(None)
-            else:
-                remaining.append(waiter)
-        self.waiters = remaining
+    def _resolve(self, futures: list[asyncio.Future[None]]) -> None:
+        for future in futures:
+            _settle(future)
 
-    def _fail_waiters(self, predicate: Callable[[_Waiter], bool], reason: str) -> None:
+    def _fail_waiters(self, predicate: Callable[[Any], bool], reason: str) -> None:
         message = (
             f"{reason}; the write is applied in memory and will be saved when the disk recovers"
         )
-        remaining: list[_Waiter] = []
-        for waiter in self.waiters:
-            if predicate(waiter):
-                if not waiter.future.done():
-                    waiter.future.set_exception(UnavailableError(message))
-            else:
-                remaining.append(waiter)
-        self.waiters = remaining
+        for future in self.tracker.fail(predicate):
+            _settle(future, UnavailableError(message))
 
     def _unavailable_message(self) -> str:
         return (
@@ -268,145 +332,197 @@ class StorePersistence:
         journal = self.journal
         if not journal.ok:
             return None
-        if any(not waiter.needs_snapshot for waiter in self.waiters):
+        if self.tracker.wants_sync:
             return 0.0
-        if not journal.unsynced:
+        if not journal.unsynced and not journal.rotation_wanted:
             return None
-        return max(0.0, journal.last_sync_at + self.config.journal_fsync_interval_s - now)
+        return max(0.0, self.last_sync_at + self.config.journal_fsync_interval_s - now)
 
     async def _sync_loop(self) -> None:
         while True:
-            await _sleep_until_due(self.wake_sync, self._sync_delay_s)
+            await _sleep_until_due(self.wake_sync, self._sync_delay_s, self.clock)
             try:
-                await self._sync_once()
+                await self.sync_journal()
             except Exception:  # a bug must not stop persistence for good
                 log.exception("%s: unexpected error while syncing the journal", self.path)
-                self._journal_failed(OSError("journal sync failed unexpectedly"))
+                self.journal.fail(OSError("journal sync failed unexpectedly"))
 
-    async def _sync_once(self) -> None:
-        if await self.journal.sync():
+    async def sync_journal(self) -> bool:
+        """fsync everything appended so far; True if it is durable now."""
+        async with self.sync_lock:
+            self.last_sync_at = self.clock()
+            journal = self.journal
+            job = journal.sync_job()
+            if job is None:
+                return journal.ok
+            try:
+                await self.runner.run(journal.run_sync, job)
+            except OSError as error:
+                journal.sync_failed(job, error)
+                return False
+            journal.synced(job)
             self.stats.journal_fsyncs += 1
-            self._release_waiters()
+            self._resolve(self.tracker.journal_synced(job.seq))
+            if journal.rotation_wanted:
+                self.rotation_attempts += 1
+                if self.rotation_attempts >= ROTATION_ATTEMPTS:
+                    journal.rotate_now()
+            if not journal.rotation_wanted:
+                self.rotation_attempts = 0
+            return True
 
     # -- snapshots -------------------------------------------------------------------------
 
-    def _snapshot_delay_s(self, now: float) -> float | None:
-        """Seconds until the next snapshot is due (``None``: nothing to write).
-
-        Due at ``min(last_change + flush_delay, first_change + flush_max_delay)``, at once
-        when forced (``flush``, a durable write without a journal), but never before the
-        backoff after a failure has passed. While a healthy journal holds the changes,
-        snapshots are also spaced ``journal_snapshot_interval_s`` apart (until the journal
-        outgrows ``journal_max_bytes``): rewriting a large store every second would cost
-        disk bandwidth and stall durable writes' fsyncs behind its own, for nothing.
-        """
-        config = self.config
-        if self.force_snapshot:
-            deadline = now
-        elif self.first_dirty_at is None:
-            return None
-        else:
-            deadline = min(
-                self.last_change_at + config.flush_delay_s,
-                self.first_dirty_at + config.flush_max_delay_s,
-            )
-            journal = self.journal
-            if journal.ok and journal.size_bytes < config.journal_max_bytes:
-                deadline = max(deadline, self.last_snapshot_at + config.journal_snapshot_interval_s)
-        if self.retry_at is not None:
-            deadline = max(deadline, self.retry_at)
-        return max(0.0, deadline - now)
-
     async def _snapshot_loop(self) -> None:
         while True:
-            await _sleep_until_due(self.wake_snapshot, self._snapshot_delay_s)
+            await _sleep_until_due(self.wake_snapshot, self._snapshot_delay_s, self.clock)
             try:
                 await self.snapshot_once()
             except Exception:  # a bug must not stop persistence for good
                 log.exception("%s: unexpected error while writing a snapshot", self.path)
-                self.retry_at = time.monotonic() + self.retry_delay_s
-                self.first_dirty_at = self.first_dirty_at or time.monotonic()
+                self.schedule.failed(self.clock(), self.clock())
+
+    def _snapshot_delay_s(self, now: float) -> float | None:
+        journal = self.journal
+        return self.schedule.due_in(
+            now,
+            journal_healthy=self.mode == "journal" and journal.ok,
+            journal_bytes=journal.size_bytes,
+        )
 
     async def snapshot_once(self) -> bool:
         """Write one snapshot of the current entries; True on success."""
-        seq, dirty_since = self.accepted_seq, self.first_dirty_at
-        self.first_dirty_at, self.force_snapshot = None, False
+        async with self.snapshot_lock:
+            return await self._snapshot()
+
+    async def _snapshot(self) -> bool:
+        seq = self.tracker.accepted_seq
+        dirty_since = self.schedule.started()
         if self.mode == "journal":
-            self.journal.append_pending()
-            self.journal.start_segment()
-        started = time.monotonic()
+            self.journal.restart()  # after a failure, changes from now on go to a new segment
+        started = self.clock()
         try:
-            size_bytes = await write_atomically(self.path, self._render(dict(self.entries)))
+            written = await self.snapshotter.write(self.entries(), self.path, pretty=self.pretty)
+            await self._commit(written, seq)
         except OSError as error:
-            self.first_dirty_at = dirty_since or time.monotonic()
-            self._snapshot_failed(error)
+            self._snapshot_failed(error, dirty_since)
             return False
-        self._snapshot_succeeded(seq, size_bytes, time.monotonic() - started)
-        await self.journal.drop_covered()
+        self._snapshot_succeeded(seq, written, self.clock() - started)
+        await self._drop_covered_segments()
         return True
 
-    async def _render(self, entries: dict[str, StoredEntry]) -> AsyncIterator[bytes]:
-        for chunk in render_store(entries.items(), pretty=self.pretty):
-            yield chunk
-            await asyncio.sleep(0)
+    async def _commit(self, written: SnapshotFile, seq: int) -> None:
+        """Marker (journal mode), then rename + directory fsync; the temp file is removed
+        on failure."""
+        try:
+            if self.mode == "journal":
+                self.journal.mark_snapshot(seq, written.identity)
+                if not await self.sync_journal():
+                    raise OSError(
+                        f"the journal could not record the snapshot: {self.stats.last_error}"
+                    )
+            await self.runner.run(commit_snapshot, self.fs, written, self.path)
+        except BaseException:
+            await self.runner.run(discard_snapshot, self.fs, written.temp_path)
+            raise
 
-    def _snapshot_succeeded(self, seq: int, size_bytes: int, duration_s: float) -> None:
-        self.last_snapshot_at = time.monotonic()
-        self.snapshot_seq = max(self.snapshot_seq, seq)
-        self.retry_at, self.retry_delay_s = None, self.config.retry_initial_s
+    def _snapshot_succeeded(self, seq: int, written: SnapshotFile, duration_s: float) -> None:
+        self.schedule.succeeded(self.clock())
+        self.snapshot_identity = written.identity
         stats = self.stats
         if stats.failing:
             log.warning("%s: persistence recovered", self.path)
         stats.failing = False
-        stats.bytes_on_disk, stats.flush_count = size_bytes, stats.flush_count + 1
+        stats.bytes_on_disk, stats.flush_count = written.identity.size_bytes, stats.flush_count + 1
         stats.last_flush_at, stats.last_flush_duration_s = time.time(), duration_s
-        self._release_waiters()
+        self._resolve(self.tracker.snapshot_written(seq))
 
-    def _snapshot_failed(self, error: OSError) -> None:
+    def _snapshot_failed(self, error: OSError, dirty_since: float | None) -> None:
         self.stats.flush_failures += 1
-        self.retry_at = time.monotonic() + self.retry_delay_s
-        self._note_failure(f"snapshot failed: {error} (retrying in {self.retry_delay_s:.1f} s)")
-        self.retry_delay_s = min(self.retry_delay_s * 2, self.config.retry_max_s)
-        journal_ok = self.journal.ok
+        delay_s = self.schedule.failed(self.clock(), dirty_since)
+        self._note_failure(f"snapshot failed: {error} (retrying in {delay_s:.1f} s)")
+        journal_ok = self.mode == "journal" and self.journal.ok
         self._fail_waiters(
             lambda waiter: waiter.needs_snapshot or not journal_ok,
             "the store file could not be written",
         )
 
+    async def _drop_covered_segments(self) -> None:
+        """Rotate (now if the segment is clean, else at the next clean sync), then delete
+        the segments the snapshot covers."""
+        journal = self.journal
+        if self.mode != "journal":
+            return
+        journal.want_rotation()
+        if not journal.unsynced and journal.rotation_wanted:
+            journal.rotate_now()  # already clean: the next change starts a new segment
+        covered = journal.covered_segments(self.tracker.snapshot_seq)
+        if covered:
+            await self.runner.run(journal.delete, covered)
+            journal.forget(covered)
+
     # -- shutdown ------------------------------------------------------------------------
 
-    def append_pending(self) -> None:
-        self.journal.append_pending()
-
     def snapshot_stats(self, entries: int) -> dict[str, Any]:
-        self.stats.dirty = self.accepted_seq - self.snapshot_seq
+        self.stats.dirty = self.tracker.unsnapshotted
+        self.stats.seq = self.tracker.accepted_seq
         self.stats.journal_bytes = self.journal.size_bytes
         data: dict[str, Any] = msgspec.to_builtins(self.stats)
         data["entries"] = entries
         return data
 
     async def close(self) -> bool:
-        """Stop the tasks, write a final snapshot if dirty, release files. True if clean."""
+        """Stop the tasks, write a final snapshot if anything is unsaved, leave a journal
+        that holds nothing the snapshot holds, release files. True if all was written."""
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         ok = True
-        if self.mode != "memory" and self.accepted_seq > self.snapshot_seq:
-            ok = await self.snapshot_once()
-        self.journal.close(snapshot_written=ok and self.mode != "memory")
+        if self.mode != "memory":
+            if self.tracker.unsnapshotted:
+                ok = await self.snapshot_once()
+            if self.mode == "journal":
+                ok = await self._close_journal(snapshot_ok=ok) and ok
         self._fail_waiters(lambda waiter: True, "the daemon is shutting down")
         if self.lock_fd is not None:
-            os.close(self.lock_fd)
+            self.fs.unlock_directory(self.lock_fd)
             self.lock_fd = None
         return ok
 
+    @property
+    def journal_holds_changes(self) -> bool:
+        """Whether every change not in the store file is synced in the journal."""
+        return self.mode == "journal" and self.journal.ok and not self.journal.unsynced
 
-async def _sleep_until_due(wake: asyncio.Event, delay_of: Callable[[float], float | None]) -> None:
+    async def _close_journal(self, *, snapshot_ok: bool) -> bool:
+        """After the final snapshot: one fresh segment with only the marker (the store's
+        seq) and the request tokens, every older segment deleted. Without a final
+        snapshot: sync what the journal has, so it still holds the changes."""
+        journal = self.journal
+        identity = self.snapshot_identity
+        if not snapshot_ok or identity is None or self.tracker.unsnapshotted:
+            synced = await self.sync_journal()
+            journal.close()
+            return synced and not self.tracker.unsnapshotted
+        journal.close()
+        journal.mark_snapshot(self.tracker.snapshot_seq, identity)
+        trimmed = await self.sync_journal()
+        journal.close()
+        if trimmed:  # the new marker is durable: nothing older is needed
+            old = journal.covered_segments(self.tracker.snapshot_seq)
+            await self.runner.run(journal.delete, old)
+            journal.forget(old)
+        return True
+
+
+async def _sleep_until_due(
+    wake: asyncio.Event, delay_of: Callable[[float], float | None], clock: Callable[[], float]
+) -> None:
     """Sleep until ``delay_of(now)`` reaches 0, re-evaluating whenever ``wake`` is set."""
     while True:
-        delay_s = delay_of(time.monotonic())
+        delay_s = delay_of(clock())
         if delay_s == 0.0:
             return
         wake.clear()

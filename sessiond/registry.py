@@ -1,16 +1,27 @@
-"""Which store file serves which agent, and loading them. Does I/O (via persistence).
+"""Which store file serves which agent, and the lifecycle of open stores. Does I/O (via
+persistence).
 
-Agents name stores; clients never name paths. An agent id is normalised (the original's
-``normalizeAgentId``: lowercase ``[a-z0-9_-]``) and put into the store path template
-(default ``<state_dir>/agents/{agentId}/sessions/sessions.json``); a result outside the
+Agents name stores; clients never name paths. A wire agent id is already in normal form
+(checked by dispatch) and is put into the store path template (default
+``<state_dir>/agents/{agentId}/sessions/sessions.json``); a result outside the
 template's directory is refused with ``forbidden``. Several agents whose template has no
 ``{agentId}`` share one file, as in the original, and here one in-memory store.
 
-Stores found on disk are loaded at start-up, before the daemon reports ready; an agent
-seen for the first time later is loaded on first use (concurrent first uses share one
-load). A store that cannot be opened (another daemon holds it, corrupt under
-``on_corrupt = "refuse"``, an I/O error) answers its requests with ``unavailable`` and
-is tried again on use every :data:`RETRY_FAILED_LOAD_S`, so repairing the file is enough.
+Lifecycle, in one place:
+
+- Stores found on disk are loaded at start-up, before the daemon reports ready.
+- A *write* to an agent seen for the first time loads (creates) its store; concurrent
+  first uses share one load. A *read* of an agent that has nothing on disk creates
+  nothing (no directory, file, descriptor or task): it is answered from an empty store.
+- At most ``limits.max_stores`` stores are open. Opening one more first closes the
+  least recently used store that nobody waits on; stores unused for
+  ``limits.store_idle_unload_s`` are closed too. Closing writes a final snapshot; a
+  request for a store being closed waits, then opens it again.
+- A store that cannot be opened (another daemon holds it, corrupt under
+  ``on_corrupt = "refuse"``, an I/O error, no descriptors left) answers its requests with
+  ``unavailable`` and is tried again on use every :data:`RETRY_FAILED_LOAD_S`, so
+  repairing the file is enough. Opening never takes the last descriptors the open stores
+  and connections need (:data:`FD_HEADROOM`).
 """
 
 from __future__ import annotations
@@ -25,14 +36,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from sessiond.config import Config
+from sessiond.config import Config, Limits
 from sessiond.dedup import RequestMemory
 from sessiond.loader import StoreQuarantinedError
-from sessiond.persistence import StorePersistence
+from sessiond.persistence import StoreLockedError, StorePersistence
 from sessiond.store import SessionStore
-from sessiond.storefiles import StoreLockedError
 from sessiond_client.errors import ForbiddenError, UnavailableError
-from sessiond_client.keys import normalize_agent_id
+from sessiond_client.keys import DEFAULT_AGENT_ID, normalize_agent_id
 
 __all__ = ["StoreRegistry"]
 
@@ -41,18 +51,45 @@ AGENT_PLACEHOLDER = "{agentId}"
 RETRY_FAILED_LOAD_S = 5.0
 """A store that failed to open is tried again on use, at most this often (so a repaired
 file is picked up without a restart, and a broken one is not re-read per request)."""
+FD_HEADROOM = 32
+"""Descriptors kept free when opening a store (for connections and journal rotation)."""
 
 
 class _Slot:
-    __slots__ = ("persistence", "store")
+    __slots__ = ("agents", "last_used_at", "path", "persistence", "store")
 
-    def __init__(self, store: SessionStore, persistence: StorePersistence) -> None:
+    def __init__(self, path: Path, store: SessionStore, persistence: StorePersistence) -> None:
+        self.path = path
         self.store = store
         self.persistence = persistence
+        self.agents: set[str] = set()
+        self.last_used_at = time.monotonic()
+
+    @property
+    def busy(self) -> bool:
+        """Someone waits on this store (a durable write, a flush): it must stay open."""
+        return bool(self.persistence.waiters)
+
+
+def open_descriptors() -> int | None:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
+
+
+def descriptor_limit() -> int | None:
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY else soft
 
 
 class StoreRegistry:
-    """Maps agents to loaded stores; implements :class:`sessiond.dispatch.StoreAccess`."""
+    """Maps agents to open stores; implements :class:`sessiond.dispatch.StoreAccess`."""
 
     def __init__(
         self,
@@ -69,8 +106,15 @@ class StoreRegistry:
         self.by_agent: dict[str, _Slot] = {}
         self.by_path: dict[Path, _Slot] = {}
         self.loading: dict[Path, asyncio.Task[_Slot]] = {}
+        self.closing: dict[Path, asyncio.Task[bool]] = {}
         self.unavailable: dict[str, str] = {}
         self.failed_at: dict[str, float] = {}
+        self.failed_to_close: list[StorePersistence] = []
+        self.empty_store = SessionStore(
+            DEFAULT_AGENT_ID, {}, clock_ms=clock_ms, new_session_id=new_session_id
+        )
+
+    # -- paths ---------------------------------------------------------------------------
 
     def store_path_for(self, agent_id: str) -> Path:
         path = Path(os.path.normpath(self.template.replace(AGENT_PLACEHOLDER, agent_id)))
@@ -81,81 +125,17 @@ class StoreRegistry:
     def transcripts_dir_for(self, agent_id: str) -> str:
         return str(self.store_path_for(agent_id).parent)
 
-    def all_loaded(self, agent_ids: Iterable[str]) -> bool:
-        by_agent = self.by_agent
-        return all(agent_id in by_agent for agent_id in agent_ids)
-
-    def store_for(self, agent_id: str, *, for_write: bool) -> SessionStore:
-        slot = self.by_agent.get(agent_id)
-        if slot is None:
-            reason = self.unavailable.get(agent_id, "store is not loaded")
-            raise UnavailableError(f"store of agent {agent_id!r} is unavailable: {reason}")
-        refusing = for_write and self.config.persistence.refuse_writes_when_failing
-        if refusing and slot.persistence.failing:
-            raise UnavailableError(
-                f"writes are refused while persistence fails: {slot.persistence.stats.last_error}"
-            )
-        return slot.store
-
-    async def load_all(self, agent_ids: Iterable[str]) -> None:
-        for agent_id in agent_ids:
-            if agent_id not in self.by_agent:
-                await self.load(agent_id)
-
-    async def load(self, agent_id: str) -> None:
-        """Load the store of ``agent_id`` (once; concurrent callers share the load)."""
-        if agent_id in self.by_agent:
-            return
-        failed_at = self.failed_at.get(agent_id)
-        if failed_at is not None and time.monotonic() - failed_at < RETRY_FAILED_LOAD_S:
-            reason = self.unavailable[agent_id]
-            raise UnavailableError(f"store of agent {agent_id!r} is unavailable: {reason}")
+    def on_disk(self, agent_id: str) -> bool:
+        """Whether ``agent_id``'s store file or journal exists (a cheap directory read)."""
         path = self.store_path_for(agent_id)
-        slot = self.by_path.get(path)
-        if slot is None:
-            task = self.loading.get(path)
-            if task is None:
-                task = asyncio.get_running_loop().create_task(self._open(agent_id, path))
-                self.loading[path] = task
-            try:
-                slot = await asyncio.shield(task)
-            except (OSError, StoreQuarantinedError) as error:
-                self.unavailable[agent_id] = str(error)
-                self.failed_at[agent_id] = time.monotonic()
-                raise UnavailableError(
-                    f"store of agent {agent_id!r} is unavailable: {error}"
-                ) from error
-            finally:
-                self.loading.pop(path, None)
-        self.unavailable.pop(agent_id, None)
-        self.failed_at.pop(agent_id, None)
-        self.by_agent[agent_id] = slot
-
-    async def _open(self, agent_id: str, path: Path) -> _Slot:
-        persistence = StorePersistence(path, self.config.persistence)
-        entries = await persistence.open()
-        limits = self.config.limits
-        requests = RequestMemory(
-            max_entries=limits.max_remembered_requests,
-            ttl_s=limits.remember_requests_s,
-            clock_s=time.monotonic,
-        )
-        for token, write in persistence.replayed_tokens.items():
-            requests.remember(token, write)
-        store = SessionStore(
-            agent_id,
-            entries,
-            clock_ms=self.clock_ms,
-            new_session_id=self.new_session_id,
-            on_change=persistence.record_change,
-            max_entry_bytes=limits.max_entry_bytes,
-            requests=requests,
-        )
-        persistence.start(live_tokens=requests.live)
-        slot = _Slot(store, persistence)
-        self.by_path[path] = slot
-        log.info("loaded store %s (%d entries)", path, len(store))
-        return slot
+        try:
+            names = os.listdir(path.parent)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError:
+            return True  # unreadable: opening it will say why
+        journal_prefix = f"{path.name}.journal."
+        return any(name == path.name or name.startswith(journal_prefix) for name in names)
 
     def agents_on_disk(self) -> list[str]:
         """Agents whose store file (or journal) exists under the template."""
@@ -171,6 +151,154 @@ class StoreRegistry:
                 found.add(match.group(1))
         return sorted(found)
 
+    # -- serving -------------------------------------------------------------------------
+
+    def ready(self, agent_ids: Iterable[str], *, for_write: bool) -> bool:
+        """True when every store the request needs is open (or, for a read, absent)."""
+        by_agent = self.by_agent
+        for agent_id in agent_ids:
+            if agent_id not in by_agent and (for_write or self.on_disk(agent_id)):
+                return False
+        return True
+
+    async def prepare(self, agent_ids: Iterable[str], *, for_write: bool) -> None:
+        """Open what :meth:`ready` found missing."""
+        for agent_id in agent_ids:
+            if agent_id not in self.by_agent and (for_write or self.on_disk(agent_id)):
+                await self.load(agent_id)
+
+    def store_for(self, agent_id: str, *, for_write: bool) -> SessionStore:
+        slot = self.by_agent.get(agent_id)
+        if slot is None:
+            if not for_write and not self.on_disk(agent_id):
+                return self.empty_store
+            reason = self.unavailable.get(agent_id, "store is not loaded")
+            raise UnavailableError(f"store of agent {agent_id!r} is unavailable: {reason}")
+        slot.last_used_at = time.monotonic()
+        refusing = for_write and self.config.persistence.refuse_writes_when_failing
+        if refusing and slot.persistence.failing:
+            raise UnavailableError(
+                f"writes are refused while persistence fails: {slot.persistence.stats.last_error}"
+            )
+        return slot.store
+
+    # -- opening and closing -------------------------------------------------------------
+
+    async def load(self, agent_id: str) -> None:
+        """Open the store of ``agent_id`` (once; concurrent callers share the load)."""
+        failed_at = self.failed_at.get(agent_id)
+        if failed_at is not None and time.monotonic() - failed_at < RETRY_FAILED_LOAD_S:
+            reason = self.unavailable[agent_id]
+            raise UnavailableError(f"store of agent {agent_id!r} is unavailable: {reason}")
+        path = self.store_path_for(agent_id)
+        while agent_id not in self.by_agent:
+            closing = self.closing.get(path)
+            if closing is not None:
+                await asyncio.shield(closing)
+                continue
+            slot = self.by_path.get(path) or await self._open_shared(agent_id, path)
+            slot.agents.add(agent_id)
+            self.by_agent[agent_id] = slot
+        self.unavailable.pop(agent_id, None)
+        self.failed_at.pop(agent_id, None)
+
+    async def _open_shared(self, agent_id: str, path: Path) -> _Slot:
+        task = self.loading.get(path)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._open(agent_id, path))
+            self.loading[path] = task
+            task.add_done_callback(lambda _: self.loading.pop(path, None))
+        try:
+            return await asyncio.shield(task)
+        except (OSError, StoreQuarantinedError, UnavailableError) as error:
+            self.unavailable[agent_id] = str(error)
+            self.failed_at[agent_id] = time.monotonic()
+            if isinstance(error, UnavailableError):
+                raise
+            raise UnavailableError(
+                f"store of agent {agent_id!r} is unavailable: {error}"
+            ) from error
+
+    async def _open(self, agent_id: str, path: Path) -> _Slot:
+        await self._make_room()
+        persistence = StorePersistence(path, self.config.persistence, store_id=self.store_id(path))
+        loaded = await persistence.open()
+        limits = self.config.limits
+        requests = RequestMemory(
+            max_entries=limits.max_remembered_requests,
+            ttl_s=limits.remember_requests_s,
+            clock_s=time.monotonic,
+        )
+        for token, write in loaded.replayed_tokens.items():
+            requests.remember(token, write)
+        store = SessionStore(
+            agent_id,
+            loaded.entries,
+            clock_ms=self.clock_ms,
+            new_session_id=self.new_session_id,
+            on_change=persistence.record_change,
+            max_entry_bytes=limits.max_entry_bytes,
+            requests=requests,
+            seq=loaded.seq,
+        )
+        persistence.start(lambda: store.entries, requests.live)
+        slot = _Slot(path, store, persistence)
+        self.by_path[path] = slot
+        log.info("loaded store %s (%d entries)", path, len(store))
+        return slot
+
+    def store_id(self, path: Path) -> str:
+        """How a store's journal names it: its path relative to the state directory."""
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    async def _make_room(self) -> None:
+        """Close the least recently used store if the cap is reached; check descriptors."""
+        if len(self.by_path) >= self.config.limits.max_stores:
+            idle = [slot for slot in self.by_path.values() if not slot.busy]
+            if not idle:
+                raise UnavailableError(
+                    f"{len(self.by_path)} stores are open and busy "
+                    f"(limits.max_stores = {self.config.limits.max_stores})"
+                )
+            await self.unload(min(idle, key=lambda slot: slot.last_used_at))
+        in_use, limit = open_descriptors(), descriptor_limit()
+        if in_use is not None and limit is not None and in_use + FD_HEADROOM > limit:
+            raise UnavailableError(
+                f"out of file descriptors ({in_use} of {limit} in use): raise LimitNOFILE, "
+                "or lower limits.max_connections / limits.max_stores"
+            )
+
+    async def unload(self, slot: _Slot) -> bool:
+        """Close one store (final snapshot); its agents open it again on their next use."""
+        if self.by_path.get(slot.path) is not slot:
+            return True
+        del self.by_path[slot.path]
+        for agent_id in slot.agents:
+            self.by_agent.pop(agent_id, None)
+        task = asyncio.get_running_loop().create_task(slot.persistence.close())
+        self.closing[slot.path] = task
+        try:
+            ok = await asyncio.shield(task)
+        finally:
+            self.closing.pop(slot.path, None)
+        log.info("closed idle store %s%s", slot.path, "" if ok else " (final flush failed)")
+        return ok
+
+    async def unload_idle_forever(self) -> None:
+        """Close stores nobody used for ``store_idle_unload_s`` (0: never)."""
+        idle_s = self.config.limits.store_idle_unload_s
+        if idle_s <= 0:
+            return
+        while True:
+            await asyncio.sleep(max(1.0, min(60.0, idle_s / 4)))
+            horizon = time.monotonic() - idle_s
+            for slot in list(self.by_path.values()):
+                if slot.last_used_at < horizon and not slot.busy:
+                    await self.unload(slot)
+
     async def preload(self) -> None:
         """Load every store found on disk; a store another daemon holds is fatal."""
         for agent_id in self.agents_on_disk():
@@ -179,12 +307,14 @@ class StoreRegistry:
             except UnavailableError as error:
                 if isinstance(error.__cause__, StoreLockedError):
                     raise error.__cause__ from None
-                log.error("store of agent %s: %s", agent_id, self.unavailable[agent_id])
+                log.error("store of agent %s: %s", agent_id, self.unavailable.get(agent_id, error))
+
+    # -- persistence -----------------------------------------------------------------------
 
     def persistences(self, agent_id: str | None = None) -> list[StorePersistence]:
         if agent_id is None:
             return [slot.persistence for slot in self.by_path.values()]
-        slot = self.by_agent.get(normalize_agent_id(agent_id))
+        slot = self.by_agent.get(agent_id)
         return [] if slot is None else [slot.persistence]
 
     def append_journals(self) -> None:
@@ -195,21 +325,48 @@ class StoreRegistry:
 
     async def wait_durable(self, agent_ids: Iterable[str]) -> None:
         for agent_id in agent_ids:
-            await self.by_agent[agent_id].persistence.wait_durable()
+            slot = self.by_agent.get(agent_id)
+            if slot is not None:
+                await slot.persistence.wait_durable()
+                continue
+            closing = self.closing.get(self.store_path_for(agent_id))
+            if closing is not None and not await asyncio.shield(closing):
+                raise UnavailableError(
+                    f"store of agent {agent_id!r} was closed and its final flush failed"
+                )
 
     async def flush(self, agent_id: str | None) -> None:
         await asyncio.gather(*(p.flush() for p in self.persistences(agent_id)))
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, agent_id: str | None = None) -> dict[str, Any]:
         stores = {
-            agent_id: slot.persistence.snapshot_stats(len(slot.store))
-            for agent_id, slot in self.by_agent.items()
+            agent: slot.persistence.snapshot_stats(len(slot.store))
+            for agent, slot in self.by_agent.items()
+            if agent_id is None or agent == agent_id
         }
-        return {"stores": stores, "unavailable_stores": dict(self.unavailable)}
+        unavailable = {
+            agent: reason
+            for agent, reason in self.unavailable.items()
+            if agent_id is None or agent == agent_id
+        }
+        return {"stores": stores, "unavailable_stores": unavailable}
+
+    def apply_limits(self, limits: Limits) -> None:
+        """A reload changed the limits: the open stores take the new ones."""
+        for slot in self.by_path.values():
+            slot.store.max_entry_bytes = limits.max_entry_bytes
+            slot.store.requests.max_entries = limits.max_remembered_requests
+            slot.store.requests.ttl_s = limits.remember_requests_s
 
     async def close(self) -> bool:
         """Final flush of every store; True if all of them were written."""
+        persistences = [slot.persistence for slot in self.by_path.values()]
         results = await asyncio.gather(
-            *(slot.persistence.close() for slot in self.by_path.values())
+            *(persistence.close() for persistence in persistences), *self.closing.values()
         )
+        self.failed_to_close = [p for p, ok in zip(persistences, results, strict=False) if not ok]
         return all(results)
+
+    def stores_losing_changes(self) -> list[str]:
+        """Stores whose failed final flush left changes that no synced journal holds."""
+        return [str(p.path) for p in self.failed_to_close if not p.journal_holds_changes]

@@ -7,7 +7,8 @@ This is the original's ``resolveSessionKey`` + ``initSessionState`` (clawdbot
 processes resolving the same new key at the same moment get the same session id.
 DESIGN.md §4 is the contract; where it and the original differ, DESIGN wins. Rules:
 
-1. The key comes from :func:`sessiond_client.keys.resolve_session_key`. A legacy group key
+1. The key comes from :func:`sessiond_client.keys.resolve_session_key`, spelled for the
+   request's agent by :func:`session_key_for` (a returned key names its store). A legacy group key
    (``group:<id>``) holding an entry while the new key holds none is moved to the new key.
 2. Reset trigger. The command text is ``CommandBody ?? RawBody ?? Body ?? ""`` (JS ``??``:
    an empty string is used, not skipped). It is normalized as the original's
@@ -61,7 +62,6 @@ from typing import Any, Final
 import msgspec
 
 from sessiond.config import AgentSessionConfig
-from sessiond.entries import encode_entry
 from sessiond.store import SessionStore
 from sessiond_client.errors import InvalidRequestError
 from sessiond_client.jscompat import (
@@ -74,10 +74,12 @@ from sessiond_client.jscompat import (
     js_trim,
 )
 from sessiond_client.keys import (
+    DEFAULT_AGENT_ID,
     DEFAULT_IDLE_MINUTES,
     DEFAULT_RESET_TRIGGERS,
     GroupKeyResolution,
     build_group_display_name,
+    resolve_agent_id_from_session_key,
     resolve_group_session_key,
     resolve_session_key,
 )
@@ -88,6 +90,7 @@ __all__ = [
     "ResolveOptions",
     "detect_reset",
     "resolve_session",
+    "session_key_for",
     "strip_mentions",
     "strip_structural_prefixes",
 ]
@@ -216,15 +219,28 @@ def _is_group(ctx: Mapping[str, Any], group: GroupKeyResolution | None) -> bool:
     return group is not None or (chat_type is not None and js_lower(js_trim(chat_type)) == "group")
 
 
+def _legacy_key_to_move(
+    store: SessionStore, group: GroupKeyResolution | None, session_key: str
+) -> str | None:
+    legacy = group.legacy_key if group is not None else None
+    movable = bool(legacy) and legacy != session_key and store.get(session_key) is None
+    return legacy if movable and legacy and store.get(legacy) is not None else None
+
+
+def _current_key(store: SessionStore, group: GroupKeyResolution | None, session_key: str) -> str:
+    """Where the session's entry is now: its key, or the legacy key it will move from."""
+    return _legacy_key_to_move(store, group, session_key) or session_key
+
+
 def _migrate_legacy_key(
     store: SessionStore, group: GroupKeyResolution | None, session_key: str
 ) -> None:
-    legacy = group.legacy_key if group is not None else None
-    if legacy and legacy != session_key and store.get(session_key) is None:
+    legacy = _legacy_key_to_move(store, group, session_key)
+    if legacy is not None:
         legacy_entry = store.get(legacy)
-        if legacy_entry is not None:
-            store.set(session_key, legacy_entry)
-            store.remove(legacy)
+        assert legacy_entry is not None
+        store.set(session_key, legacy_entry, op="resolve")
+        store.remove(legacy, op="resolve")
 
 
 def _is_fresh(existing: dict[str, Any], now_ms: int, idle_minutes: float) -> bool:
@@ -294,6 +310,36 @@ def _continued(existing: dict[str, Any], now_ms: int) -> dict[str, Any]:
     return entry
 
 
+def session_key_for(agent_id: str, options: ResolveOptions, ctx: Mapping[str, Any]) -> str:
+    """The session key of ``ctx`` in ``agent_id``'s store, spelled so that the key alone
+    names that store again (``agent:<id>:...``; the default agent keeps the gateway's
+    keys, ``global`` included).
+
+    The gateway's ``resolveSessionKey`` builds keys for the default agent; for another
+    agent its ``agent:main:`` prefix becomes ``agent:<id>:``, and the global key becomes
+    ``agent:<id>:global``. An explicit ``SessionKey`` is used as given, but must belong
+    to ``agent_id`` (else it would read back from another store).
+    """
+    explicit = ctx.get("SessionKey")
+    key = resolve_session_key(options.scope, ctx, options.main_key)
+    if isinstance(explicit, str) and js_trim(explicit):
+        key_agent = resolve_agent_id_from_session_key(key)
+        if key_agent != agent_id:
+            raise InvalidRequestError(
+                f"ctx.SessionKey {key!r} belongs to agent {key_agent!r}, not {agent_id!r}: "
+                "send it without agent, or with the agent it names"
+            )
+        return key
+    if agent_id == DEFAULT_AGENT_ID:
+        return key
+    if key.startswith(_DEFAULT_AGENT_PREFIX):
+        return f"agent:{agent_id}:{key.removeprefix(_DEFAULT_AGENT_PREFIX)}"
+    return f"agent:{agent_id}:{key}"
+
+
+_DEFAULT_AGENT_PREFIX: Final = f"agent:{DEFAULT_AGENT_ID}:"
+
+
 def resolve_session(
     store: SessionStore,
     ctx: Mapping[str, Any],
@@ -302,9 +348,14 @@ def resolve_session(
     check_key: Callable[[str], str],
     transcripts_dir: str,
     token: str | None = None,
+    if_revision: str | None = None,
 ) -> ResolveResult:
-    """Resolve ``ctx`` to its session in ``store``, creating or renewing it."""
-    session_key = check_key(resolve_session_key(options.scope, ctx, options.main_key))
+    """Resolve ``ctx`` to its session in ``store``, creating or renewing it.
+
+    ``if_revision``: the session's entry must be at that revision (``conflict``
+    otherwise, nothing changed); checked after a legacy group key would be moved.
+    """
+    session_key = check_key(session_key_for(store.agent_id, options, ctx))
     group = resolve_group_session_key(ctx)
     body_stripped = detect_reset(
         _command_text(ctx),
@@ -312,6 +363,8 @@ def resolve_session(
         authorized=options.authorized,
         group_ctx=ctx if _is_group(ctx, group) else None,
     )
+    if if_revision is not None:
+        store.check_revision(_current_key(store, group, session_key), if_revision)
     _migrate_legacy_key(store, group, session_key)
     current = store.get(session_key)
     existing = current.exact_value() if current is not None else None
@@ -336,13 +389,13 @@ def resolve_session(
         session_file = _transcript_file(transcripts_dir, session_id, ctx)
         if session_file is not None:
             entry["sessionFile"] = session_file
-    stored = store.set(session_key, encode_entry(entry), token)
+    stored = store.store_value(session_key, entry, token, "resolve")
     return ResolveResult(
         session_key=session_key,
         session_id=session_id,
         is_new=not continuing,
         reset_triggered=body_stripped is not None,
         body_stripped=body_stripped,
-        entry=stored.value(),
+        entry=store.wire_value(session_key, stored),
         revision=stored.revision,
     )

@@ -1,17 +1,26 @@
 """The Unix-socket server: one asyncio Protocol per connection, framing, limits,
-backpressure, access control, and the replies. Does I/O.
+backpressure, access control, and the one path every request takes. Does I/O.
 
-Hot path: a request whose stores are loaded and that needs no waiting (every read, every
-non-durable write) is decoded, dispatched and answered inside ``data_received`` with no
-task switch; every reply produced while handling one read is written with one call.
-Requests that must wait (first use of a store, ``durable=true``, ``flush``) run as tasks,
-but their writes are still applied in arrival order before the wait.
+One request path. Each connection keeps a queue of the requests it has read, and runs
+them strictly in the order they arrived: a request whose store must first be loaded
+blocks the queue (the requests behind it wait, whatever they are), every other request
+is applied at once inside ``data_received`` with no task switch. Applying and answering
+are separate: a durable write or a ``flush`` is applied in order, and its reply is sent
+when the disk has it, while the requests behind it go on. Replies may therefore come
+out of order; changes never do.
+
+One error boundary. Decoding, validation, the operation and the encoding of the reply
+all happen inside :meth:`Connection._answer` / :meth:`Connection._answer_later`, which
+turn every failure into an error reply for that request (``invalid_request`` for bad
+input, ``internal`` plus a logged traceback for a bug) and keep the connection. A reply
+larger than ``max_reply_bytes`` is replaced by an error that says so.
 
 Bounds: connections (``busy`` beyond), requests in flight per connection (reading pauses,
 the client is not failed), the transport's write buffer (a client that never reads its
-replies stops being read from, so its memory stays bounded), frame size (one
-``frame_too_large`` then close), a frame left incomplete for ``frame_timeout_s``, and
-connections idle for ``idle_timeout_s``.
+replies stops being read from, so its memory stays bounded), frame size (the requests
+before the oversized frame are answered, then one ``frame_too_large`` and close), a frame
+left incomplete for ``frame_timeout_s`` (an ``invalid_request`` error, then close), and
+connections idle for ``idle_timeout_s`` (closed quietly).
 """
 
 from __future__ import annotations
@@ -19,20 +28,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, cast
 
 import msgspec
 
 from sessiond.access import AccessPolicy
 from sessiond.config import Limits
-from sessiond.dispatch import Dispatcher, agents_of
+from sessiond.dispatch import Dispatcher, agents_of, wire_agent
 from sessiond.peercred import peer_credentials
 from sessiond.registry import StoreRegistry
 from sessiond_client.errors import (
     BusyError,
     ForbiddenError,
-    FrameTooLargeError,
     InternalError,
     InvalidRequestError,
     ServerError,
@@ -79,12 +88,35 @@ def classify_bad_payload(payload: bytes, error: Exception) -> tuple[int | None, 
     """Turn a payload that failed to decode into (id to echo, error to send)."""
     try:
         envelope = _envelope_decoder.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
         return None, InvalidRequestError(f"payload is not a msgpack map: {error}")
     request_id = envelope.id if type(envelope.id) is int else None
     if isinstance(envelope.op, str) and envelope.op not in OPS:
         return request_id, UnknownOpError(f"unknown op {envelope.op!r}")
     return request_id, InvalidRequestError(f"invalid request: {error}")
+
+
+def decode_request(payload: bytes) -> Request:
+    """The request in ``payload``, or the :class:`ServerError` to answer it with."""
+    try:
+        request: Request = _request_decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise _BadPayload(*classify_bad_payload(payload, error)) from None
+    except UnicodeDecodeError as error:
+        reason = InvalidRequestError(f"a string is not valid UTF-8: {error.reason}")
+        raise _BadPayload(*classify_bad_payload(payload, reason)) from None
+    except RecursionError:
+        raise _BadPayload(
+            *classify_bad_payload(b"", InvalidRequestError("the request is nested too deeply"))
+        ) from None
+    return request
+
+
+class _BadPayload(Exception):
+    def __init__(self, request_id: int | None, error: ServerError) -> None:
+        super().__init__(error.message)
+        self.request_id = request_id
+        self.error = error
 
 
 class Server:
@@ -124,8 +156,8 @@ class Server:
             "errors": dict(self.errors),
         }
 
-    def spawn(self, coroutine: Any) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coroutine)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
@@ -158,14 +190,15 @@ class Server:
 
 
 class Connection(asyncio.Protocol):
-    """One client connection."""
+    """One client connection: its frames, its request queue, its replies."""
 
     def __init__(self, server: Server) -> None:
         self.server = server
-        self.limits = server.limits
         self.decoder = FrameDecoder(server.limits.max_frame_bytes)
         self.transport: asyncio.Transport | None = None
-        self.in_flight = 0
+        self.queue: deque[bytes] = deque()
+        self.blocked = False
+        self.waiting = 0
         self.reading_paused = False
         self.writing_paused = False
         self.partial_since: float | None = None
@@ -173,6 +206,16 @@ class Connection(asyncio.Protocol):
         self.outbox: list[bytearray] | None = None
         self.peer = "?"
         self.refused = False
+        self.refusal: ServerError | None = None
+
+    @property
+    def limits(self) -> Limits:
+        return self.server.limits  # a reload replaces them
+
+    @property
+    def in_flight(self) -> int:
+        """Requests read but not answered: queued, blocked or waiting for the disk."""
+        return len(self.queue) + self.waiting
 
     # -- connection lifecycle -----------------------------------------------------------
 
@@ -226,8 +269,19 @@ class Connection(asyncio.Protocol):
             transport.write_eof()
         asyncio.get_running_loop().call_later(REFUSE_LINGER_S, transport.close)
 
+    def _refuse_when_answered(self, error: ServerError) -> None:
+        """Stop reading, answer what was read before, then refuse with ``error``."""
+        self.refusal = error
+        self._refuse_if_answered()
+
+    def _refuse_if_answered(self) -> None:
+        idle = self.in_flight == 0 and self.transport is not None
+        if self.refusal is not None and not self.refused and idle:
+            self._refuse(self.refusal)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
+        self.queue.clear()
         self.transport = None
 
     def close(self) -> None:
@@ -235,6 +289,8 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
     def check_timeouts(self, now: float) -> None:
+        if self.refused or self.refusal is not None:
+            return
         if (
             self.partial_since is not None
             and now - self.partial_since > self.limits.frame_timeout_s
@@ -242,8 +298,11 @@ class Connection(asyncio.Protocol):
             log.info(
                 "dropping %s: incomplete frame for %.1f s", self.peer, now - self.partial_since
             )
-            self.server.errors["frame_timeout"] += 1
-            self.close()
+            self._refuse_when_answered(
+                InvalidRequestError(
+                    f"a frame stayed incomplete for more than {self.limits.frame_timeout_s} s"
+                )
+            )
         elif self.in_flight == 0 and now - self.last_activity > self.limits.idle_timeout_s:
             log.debug("closing idle connection %s", self.peer)
             self.close()
@@ -263,7 +322,9 @@ class Connection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         should_pause = (
-            self.writing_paused or self.in_flight >= self.limits.max_inflight_per_connection
+            self.writing_paused
+            or self.refusal is not None
+            or self.in_flight >= self.limits.max_inflight_per_connection
         )
         if should_pause and not self.reading_paused:
             self.reading_paused = True
@@ -272,111 +333,173 @@ class Connection(asyncio.Protocol):
             self.reading_paused = False
             transport.resume_reading()
 
-    # -- requests -------------------------------------------------------------------------
+    # -- reading and the request queue ------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if self.refused:
+        if self.refused or self.refusal is not None:
             return
         self.last_activity = time.monotonic()
-        try:
-            payloads = self.decoder.feed(data)
-        except FrameTooLargeError as error:
-            self._refuse(error)
+        decoder = self.decoder
+        self.queue.extend(decoder.feed(data))
+        self._run_queue()
+        if decoder.error is not None:
+            self._refuse_when_answered(decoder.error)
             return
-        if len(payloads) == 1:  # the usual case: one request, its reply written at once
-            self.handle_payload(payloads[0])
-        else:
-            self.outbox = []
-            for payload in payloads:
-                self.handle_payload(payload)
-            outbox, self.outbox = self.outbox, None
-            if outbox and self.transport is not None:
-                self.server.registry.append_journals()
-                self.transport.write(b"".join(outbox))
-        if self.decoder.buffered_bytes:
+        if decoder.buffered_bytes:
             self.partial_since = self.partial_since or self.last_activity
         else:
             self.partial_since = None
+        self._update_reading()
 
-    def send(self, frame: bytearray) -> None:
-        if self.outbox is not None:
-            self.outbox.append(frame)
-        elif self.transport is not None and not self.transport.is_closing():
-            self.server.registry.append_journals()
-            self.transport.write(frame)
-            self.last_activity = time.monotonic()
-
-    def reply_error(self, request_id: int | None, error: ServerError) -> None:
-        self.server.errors[error.code] += 1
-        self.send(error_reply(request_id, error))
-
-    def handle_payload(self, payload: bytes) -> None:
-        try:
-            request = _request_decoder.decode(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError) as error:
-            self.reply_error(*classify_bad_payload(payload, error))
+    def _run_queue(self) -> None:
+        """Run queued requests in arrival order until the queue is empty or one of them
+        must wait for its stores to load; replies made meanwhile go out in one write."""
+        if self.blocked or not self.queue:
             return
+        self.outbox = []
+        try:
+            while self.queue and not self.blocked:
+                self._start(self.queue.popleft())
+        finally:
+            outbox, self.outbox = self.outbox, None
+            if outbox:
+                self._write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
+        self._refuse_if_answered()
+
+    def _start(self, payload: bytes) -> None:
+        """Begin one request: answer it now, or block the queue until its stores load."""
         server = self.server
-        op = OP_OF_REQUEST[type(request)]
-        server.ops[op] += 1
+        try:
+            request = decode_request(payload)
+        except _BadPayload as bad:
+            self._send_error(bad.request_id, bad.error)
+            return
+        server.ops[OP_OF_REQUEST[type(request)]] += 1
         if server.stopping:
-            self.reply_error(request.id, ShuttingDownError("the daemon is shutting down"))
+            self._send_error(request.id, ShuttingDownError("the daemon is shutting down"))
             return
+        prepare = self._answer(request)
+        if prepare is not None:
+            self.blocked = True
+            self.waiting += 1
+            self.server.spawn(self._answer_after_load(request, prepare))
+
+    def _answer(self, request: Request) -> Callable[[], Awaitable[None]] | None:
+        """Apply ``request`` and answer it (at once, or once durable); or, when a store it
+        names must be loaded first, return the loader without doing anything."""
+        registry = self.server.registry
         try:
+            if isinstance(request, FlushRequest):  # nothing to load: only loaded stores are dirty
+                agent = None if request.agent is None else wire_agent(request.agent)
+                self._answer_later(request.id, registry.flush(agent), True, None)
+                return None
             agents = agents_of(request)
-            if isinstance(request, FlushRequest) or not server.registry.all_loaded(agents):
-                self._spawn(self.handle_later(request, agents))
-                return
-            result = server.dispatcher.handle(request, agents)
+            for_write = isinstance(request, WriteRequestBase)
+            if not registry.ready(agents, for_write=for_write):
+                return lambda: registry.prepare(agents, for_write=for_write)
+            outcome = self.server.dispatcher.execute(request, agents)
         except ServerError as error:
-            self.reply_error(request.id, error)
-            return
+            self._send_error(request.id, error)
+            return None
         except Exception:
-            log.exception("internal error handling %s", op)
-            self.reply_error(request.id, InternalError(f"internal error handling {op}"))
-            return
+            self._send_internal_error(request)
+            return None
         if isinstance(request, WriteRequestBase) and request.durable:
-            self._spawn(self.reply_when_durable(request.id, agents, result))
+            self._answer_later(
+                request.id, registry.wait_durable(agents), outcome.result, outcome.seq
+            )
         else:
-            self.send(encode_reply(OkReply(request.id, result)))
+            self._send_result(request.id, outcome.result, outcome.seq)
+        return None
 
-    def _spawn(self, coroutine: Any) -> None:
-        self.in_flight += 1
-        task = self.server.spawn(coroutine)
-        task.add_done_callback(self._request_done)
-        self._update_reading()
-
-    def _request_done(self, task: asyncio.Task[None]) -> None:
-        self.in_flight -= 1
-        self._update_reading()
-
-    async def handle_later(self, request: Request, agents: tuple[str, ...]) -> None:
-        """Requests that await: store loading, ``flush``, then the normal path."""
-        server = self.server
+    async def _answer_after_load(
+        self, request: Request, prepare: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Load what ``request`` needs, answer it, then run the requests queued behind it."""
         try:
-            await server.registry.load_all(agents)
-            if isinstance(request, FlushRequest):
-                await server.registry.flush(request.agent)
-                self.send(encode_reply(OkReply(request.id, True)))
-                return
-            result = server.dispatcher.handle(request, agents)
-            if isinstance(request, WriteRequestBase) and request.durable:
-                await server.registry.wait_durable(agents)
-        except ServerError as error:
-            self.reply_error(request.id, error)
-            return
-        except Exception:
-            log.exception("internal error handling %s", type(request).__name__)
-            self.reply_error(request.id, InternalError("internal error"))
-            return
-        self.send(encode_reply(OkReply(request.id, result)))
+            while prepare is not None:
+                try:
+                    await prepare()
+                except ServerError as error:
+                    self._send_error(request.id, error)
+                    break
+                except Exception:
+                    self._send_internal_error(request)
+                    break
+                # A store may have been unloaded again meanwhile: check, and load again.
+                prepare = self._answer(request)  # type: ignore[assignment]
+        finally:
+            self.waiting -= 1
+            self.blocked = False
+            if self.transport is not None:
+                self._run_queue()
+                self._update_reading()
+                self._refuse_if_answered()
 
-    async def reply_when_durable(
-        self, request_id: int, agents: tuple[str, ...], result: Any
+    def _answer_later(
+        self, request_id: int, wait: Coroutine[Any, Any, None], result: Any, seq: int | None
+    ) -> None:
+        self.waiting += 1
+        self.server.spawn(self._reply_when_done(request_id, wait, result, seq))
+
+    async def _reply_when_done(
+        self, request_id: int, wait: Awaitable[None], result: Any, seq: int | None
     ) -> None:
         try:
-            await self.server.registry.wait_durable(agents)
+            await wait
         except ServerError as error:
-            self.reply_error(request_id, error)
+            self._send_error(request_id, error)
+        except Exception:
+            log.exception("internal error while waiting for request %s", request_id)
+            self._send_error(request_id, InternalError("internal error"))
+        else:
+            self._send_result(request_id, result, seq)
+        finally:
+            self.waiting -= 1
+            self._update_reading()
+            self._refuse_if_answered()
+
+    # -- replies -------------------------------------------------------------------------
+
+    def _send_result(self, request_id: int, result: Any, seq: int | None) -> None:
+        try:
+            frame = encode_reply(OkReply(request_id, True, result, seq))
+        except Exception:
+            log.exception("could not encode the reply to request %s", request_id)
+            self._send_error(request_id, InternalError("the reply could not be encoded"))
             return
-        self.send(encode_reply(OkReply(request_id, result)))
+        max_reply_bytes = self.limits.max_reply_bytes
+        if len(frame) - FRAME_HEADER.size > max_reply_bytes:
+            self._send_error(
+                request_id,
+                InvalidRequestError(
+                    f"the reply ({len(frame) - FRAME_HEADER.size} bytes) exceeds "
+                    f"max_reply_bytes ({max_reply_bytes}): ask for less (page, fewer keys)"
+                ),
+            )
+            return
+        self._send(frame)
+
+    def _send_internal_error(self, request: Request) -> None:
+        op = OP_OF_REQUEST[type(request)]
+        log.exception("internal error handling %s", op)
+        self._send_error(request.id, InternalError(f"internal error handling {op}"))
+
+    def _send_error(self, request_id: int | None, error: ServerError) -> None:
+        self.server.errors[error.code] += 1
+        self._send(error_reply(request_id, error))
+
+    def _send(self, frame: bytearray) -> None:
+        if self.outbox is not None:
+            self.outbox.append(frame)
+        else:
+            self._write(frame)
+
+    def _write(self, data: bytes | bytearray) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            # A reply may only leave once the journal records of what it acknowledges
+            # reached the kernel (a kill -9 then cannot lose an acknowledged write).
+            self.server.registry.append_journals()
+            transport.write(data)
+            self.last_activity = time.monotonic()

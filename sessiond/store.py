@@ -27,18 +27,38 @@ import msgspec
 
 from sessiond.dedup import RememberedWrite, RequestMemory
 from sessiond.entries import StoredEntry, encode_entry_for_wire
+from sessiond.values import wire_safe
 from sessiond_client.errors import ConflictError, InvalidRequestError
 from sessiond_client.jscompat import UNDEFINED, js_trim
 from sessiond_client.merge import merge_session_entry
 
-__all__ = ["WIRE_CACHE_ENTRIES", "ChangeListener", "SessionStore"]
+__all__ = ["WIRE_CACHE_ENTRIES", "Change", "ChangeListener", "SessionStore", "encode_for_wire"]
 
 WIRE_CACHE_ENTRIES = 16384
 """Reads served from pre-encoded msgpack (~1 KB each, so ~16 MB at most per store)."""
 _wire_encoder = msgspec.msgpack.Encoder()
 
-ChangeListener = Callable[[str, str, "StoredEntry | None", "str | None"], None]
-"""Called as ``on_change(agent_id, key, new_entry_or_None_if_deleted, request_token)``."""
+
+class Change(msgspec.Struct, frozen=True, gc=False):
+    """One accepted change: the store's sequence number it got, the key, the new entry
+    (``None`` for a delete), and the request token and op of the write it belongs to."""
+
+    seq: int
+    key: str
+    entry: StoredEntry | None
+    token: str | None = None
+    op: str | None = None
+
+
+ChangeListener = Callable[[Change], None]
+
+
+def encode_for_wire(value: Any) -> msgspec.Raw:
+    """``value`` as msgpack; integers wider than 64 bits (from a file) become doubles."""
+    try:
+        return msgspec.Raw(_wire_encoder.encode(value))
+    except OverflowError:
+        return msgspec.Raw(_wire_encoder.encode(wire_safe(value)))
 
 
 def _require_text_or_none(value: object, name: str) -> None:
@@ -47,12 +67,12 @@ def _require_text_or_none(value: object, name: str) -> None:
         raise TypeError(f"{name} must be a string or None, got {type(value).__name__}")
 
 
-def _ignore_change(agent_id: str, key: str, entry: StoredEntry | None, token: str | None) -> None:
-    return None
-
-
 class SessionStore:
-    """The entries of one agent and the operations that change them."""
+    """The entries of one agent and the operations that change them.
+
+    ``seq`` counts changes: every change gets the next number (it starts where the
+    loaded store left off), and listeners see each one as a :class:`Change`.
+    """
 
     def __init__(
         self,
@@ -61,17 +81,18 @@ class SessionStore:
         *,
         clock_ms: Callable[[], int],
         new_session_id: Callable[[], str],
-        on_change: ChangeListener = _ignore_change,
+        on_change: ChangeListener | None = None,
         max_entry_bytes: int | None = None,
         requests: RequestMemory | None = None,
+        seq: int = 0,
     ) -> None:
         self.agent_id = agent_id
         self.entries: dict[str, StoredEntry] = entries if entries is not None else {}
         self.clock_ms = clock_ms
         self.new_session_id = new_session_id
-        self.on_change = on_change
+        self.listeners: list[ChangeListener] = [] if on_change is None else [on_change]
         self.max_entry_bytes = max_entry_bytes
-        self._last_written: tuple[StoredEntry | None, Any] = (None, None)
+        self.seq = seq
         self._wire_cache: dict[str, tuple[StoredEntry, msgspec.Raw]] = {}
         self.requests = (
             requests
@@ -87,7 +108,21 @@ class SessionStore:
         entry = self.entries.get(key)
         return entry if entry is not None and entry.is_truthy else None
 
-    def set(self, key: str, entry: StoredEntry, token: str | None = None) -> StoredEntry:
+    def _changed(
+        self, key: str, entry: StoredEntry | None, token: str | None, op: str | None
+    ) -> None:
+        self.seq += 1
+        change = Change(self.seq, key, entry, token, op)
+        for listener in self.listeners:
+            listener(change)
+        if token is not None:
+            self.requests.remember(
+                token, RememberedWrite(key, entry, deleted=entry is None, op=op, seq=self.seq)
+            )
+
+    def set(
+        self, key: str, entry: StoredEntry, token: str | None = None, op: str | None = None
+    ) -> StoredEntry:
         """Store ``entry`` under ``key`` and report the change; refuse oversized entries.
 
         ``token`` is the request token of the write this change completes (remembered so
@@ -98,22 +133,24 @@ class SessionStore:
                 f"{self.max_entry_bytes} bytes"
             )
         self.entries[key] = entry
-        self.on_change(self.agent_id, key, entry, token)
-        if token is not None:
-            self.requests.remember(token, RememberedWrite(key, entry))
+        self._changed(key, entry, token, op)
         return entry
 
-    def remove(self, key: str, token: str | None = None) -> bool:
+    def remove(self, key: str, token: str | None = None, op: str | None = None) -> bool:
         if self.entries.pop(key, None) is None:
             return False
-        self.on_change(self.agent_id, key, None, token)
-        if token is not None:
-            self.requests.remember(token, RememberedWrite(key, None, deleted=True))
+        self._wire_cache.pop(key, None)
+        self._changed(key, None, token, op)
         return True
 
-    def check_revision(self, key: str, if_revision: str | None) -> StoredEntry | None:
-        """The current entry; :class:`ConflictError` if it is not at ``if_revision``."""
+    def check_revision(
+        self, key: str, if_revision: str | None, *, if_absent: bool = False
+    ) -> StoredEntry | None:
+        """The current entry; :class:`ConflictError` if it is not at ``if_revision``, or
+        (``if_absent``) if there is one."""
         current = self.entries.get(key)
+        if if_absent and current is not None and current.is_truthy:
+            raise ConflictError(f"{key!r} already exists (at revision {current.revision})")
         if if_revision is None:
             return current
         if current is None:
@@ -136,26 +173,19 @@ class SessionStore:
         # nested value of every entry on every write.
         return {name: value for name, value in merged.items() if value is not UNDEFINED}
 
-    def merge(
-        self,
-        key: str,
-        patch: Mapping[str, Any],
-        current: StoredEntry | None,
-        token: str | None = None,
+    def store_value(
+        self, key: str, value: Any, token: str | None = None, op: str | None = None
     ) -> StoredEntry:
-        """Merge a wire patch into ``current`` and store the result."""
-        return self.store_value(key, self.merged_value(patch, current), token)
-
-    def store_value(self, key: str, value: Any, token: str | None = None) -> StoredEntry:
-        """Encode and store ``value``, keeping it to answer the write without a decode."""
-        entry, wire_safe = encode_entry_for_wire(value)
-        self.set(key, entry, token)
-        if wire_safe:
-            self._last_written = (entry, value)
+        """Encode and store ``value``; its wire form is cached for the reply and later reads
+        (when ``value`` is exactly what was stored: see ``encode_entry_for_wire``)."""
+        entry, wire_exact = encode_entry_for_wire(value)
+        self.set(key, entry, token, op)
+        if wire_exact:
+            self._cache_wire(key, entry, encode_for_wire(value))
         return entry
 
     def wire_value(self, key: str, entry: StoredEntry) -> msgspec.Raw:
-        """``entry`` encoded as msgpack for a reply, from a small cache of recent reads.
+        """``entry`` encoded as msgpack for a reply, from a small cache of recent entries.
 
         A read would otherwise decode the JSON and re-encode it as msgpack (~2 µs per
         KB) every time; bots read their active sessions over and over. The cache holds at
@@ -165,19 +195,16 @@ class SessionStore:
         cached = self._wire_cache.get(key)
         if cached is not None and cached[0] is entry:
             return cached[1]
-        raw = msgspec.Raw(_wire_encoder.encode(entry.value()))
+        raw = encode_for_wire(entry.value())
+        self._cache_wire(key, entry, raw)
+        return raw
+
+    def _cache_wire(self, key: str, entry: StoredEntry, raw: msgspec.Raw) -> None:
         cache = self._wire_cache
         cache.pop(key, None)
         if len(cache) >= WIRE_CACHE_ENTRIES:
             del cache[next(iter(cache))]  # the oldest insertion
         cache[key] = (entry, raw)
-        return raw
-
-    def value_of(self, entry: StoredEntry) -> Any:
-        """The value of ``entry`` for a reply: the one just written if it is that entry
-        (the write path already has it decoded), else a fresh decode."""
-        last_entry, last_value = self._last_written
-        return last_value if last_entry is entry else entry.value()
 
     def patch(
         self,
@@ -185,11 +212,12 @@ class SessionStore:
         patch: Mapping[str, Any],
         *,
         if_revision: str | None = None,
+        if_absent: bool = False,
         token: str | None = None,
     ) -> StoredEntry:
         """Merge ``patch`` into the entry, creating it if missing."""
-        current = self.check_revision(key, if_revision)
-        return self.merge(key, patch, current, token)
+        current = self.check_revision(key, if_revision, if_absent=if_absent)
+        return self.store_value(key, self.merged_value(patch, current), token, "patch")
 
     def update(
         self,
@@ -203,7 +231,7 @@ class SessionStore:
         current = self.check_revision(key, if_revision)
         if current is None or not current.is_truthy:
             return None
-        return self.merge(key, patch, current, token)
+        return self.store_value(key, self.merged_value(patch, current), token, "update")
 
     def replace(
         self,
@@ -211,16 +239,17 @@ class SessionStore:
         entry: Mapping[str, Any],
         *,
         if_revision: str | None = None,
+        if_absent: bool = False,
         token: str | None = None,
     ) -> StoredEntry:
         """Store a whole entry as given. ``sessionId`` is required; a missing ``updatedAt``
         is set to now; ``null`` fields are dropped (they mean "absent" on the wire)."""
-        self.check_revision(key, if_revision)
+        self.check_revision(key, if_revision, if_absent=if_absent)
         value = {name: field for name, field in entry.items() if field is not None}
         if not isinstance(value.get("sessionId"), str):
             raise InvalidRequestError("replace needs an entry with a string sessionId")
         value.setdefault("updatedAt", self.clock_ms())
-        return self.store_value(key, value, token)
+        return self.store_value(key, value, token, "replace")
 
     def update_last_route(
         self,
@@ -230,6 +259,7 @@ class SessionStore:
         to: str | None,
         account_id: str | None,
         touch: bool = False,
+        if_revision: str | None = None,
         token: str | None = None,
     ) -> StoredEntry:
         """Record where the last reply went, as the original ``updateLastRoute`` did.
@@ -241,7 +271,7 @@ class SessionStore:
         """
         _require_text_or_none(to, "to")
         _require_text_or_none(account_id, "account_id")
-        current = self.entries.get(key)
+        current = self.check_revision(key, if_revision)
         trimmed_to = js_trim(to) if to is not None else ""
         trimmed_account = js_trim(account_id) if account_id is not None else ""
         route: dict[str, Any] = {"lastProvider": provider, "lastTo": trimmed_to or None}
@@ -251,11 +281,11 @@ class SessionStore:
         existing = current.exact_value() if current is not None else None
         if not touch and isinstance(existing, dict) and "updatedAt" in existing:
             merged["updatedAt"] = existing["updatedAt"]
-        return self.store_value(key, merged, token)
+        return self.store_value(key, merged, token, "update_last_route")
 
     def delete(self, key: str, *, if_revision: str | None = None, token: str | None = None) -> bool:
         self.check_revision(key, if_revision)
-        return self.remove(key, token)
+        return self.remove(key, token, "delete")
 
     def items(self) -> Iterable[tuple[str, StoredEntry]]:
         return self.entries.items()

@@ -74,7 +74,7 @@ def check_store_file(path: Path) -> StoreCheckReport:
         report.error = "no such file" if not path.exists() else "not a regular file"
         return report
     try:
-        loaded = load_store(path, repair=False)
+        loaded = load_store(path, store_id=None, repair=False)
     except OSError as error:
         report.error = f"cannot read: {error}"
         return report

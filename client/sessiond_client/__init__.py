@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from sessiond_client.entry import SessionEntry
 from sessiond_client.errors import (
     BusyError,
+    ClientClosedError,
+    CompactedError,
     ConflictError,
     ConnectionLostError,
     DaemonUnavailableError,
@@ -22,6 +24,7 @@ from sessiond_client.errors import (
     FrameTooLargeError,
     InternalError,
     InvalidRequestError,
+    LaggedError,
     NotFoundError,
     ProtocolError,
     RequestTimeoutError,
@@ -43,6 +46,8 @@ __all__ = [
     "Backoff",
     "BusyError",
     "Client",
+    "ClientClosedError",
+    "CompactedError",
     "ConflictError",
     "ConnectionLostError",
     "DaemonUnavailableError",
@@ -50,6 +55,7 @@ __all__ = [
     "FrameTooLargeError",
     "InternalError",
     "InvalidRequestError",
+    "LaggedError",
     "NotFoundError",
     "ProtocolError",
     "RequestTimeoutError",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -40,12 +40,12 @@ from sessiond_client.protocol import (
     UpdateRequest,
 )
 from sessiond_client.results import Resolution, ServerInfo, Session, SessionPage
-from sessiond_client.retry import RetryPolicy
 
 __all__ = [
+    "AsyncUpdateFn",
     "Call",
-    "ClientBase",
     "ClientSettings",
+    "UpdateFn",
     "decode_reply",
     "reply_result",
     "to_page",
@@ -57,6 +57,13 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+UpdateFn = Callable[[Session], "Mapping[str, Any] | None"]
+"""``update_with``'s callback: the current session → a patch, or None for "no change"."""
+AsyncUpdateFn = Callable[
+    [Session], "Mapping[str, Any] | Awaitable[Mapping[str, Any] | None] | None"
+]
+"""The same for :class:`~sessiond_client.AsyncClient`, which also awaits a coroutine's."""
 
 FLUSH_TIMEOUT_S = 60.0
 """``flush`` writes whole stores; it gets a longer default timeout than other calls."""
@@ -76,33 +83,16 @@ class ClientSettings(msgspec.Struct, frozen=True, kw_only=True):
     socket_path: str
     timeout_s: float = 5.0
     connect_timeout_s: float = 2.0
-    max_frame_bytes: int = 16 * 1024 * 1024
 
-
-class ClientBase:
-    """What both clients are configured with; the shells add their connection handling."""
-
-    def __init__(
-        self,
-        socket_path: str | None = None,
-        *,
-        timeout_s: float = 5.0,
-        connect_timeout_s: float = 2.0,
-        retry: RetryPolicy | None = None,
-        client_name: str | None = None,
-    ) -> None:
-        path = socket_path or default_socket_path(os.environ, home=os.path.expanduser("~"))
-        self.settings = ClientSettings(
-            socket_path=path, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s
-        )
-        self.retry = retry or RetryPolicy()
-        self.client_name = client_name
-        self._closed = False
-        self._init_connection_state()
-
-    def _init_connection_state(self) -> None:
-        """The shell's connection slot and the lock that guards (re)connecting."""
-        raise NotImplementedError
+    @classmethod
+    def for_target(
+        cls, target: str | None, *, timeout_s: float, connect_timeout_s: float
+    ) -> ClientSettings:
+        """``target``: the daemon's socket path (``unix://`` prefix allowed); None: the
+        default path (``$SESSIOND_SOCKET``, else the daemon's own default)."""
+        path = target.removeprefix("unix://") if target else None
+        path = path or default_socket_path(os.environ, home=os.path.expanduser("~"))
+        return cls(socket_path=path, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s)
 
 
 def decode_reply(payload: bytes) -> Reply:
@@ -119,70 +109,89 @@ def reply_error(reply: Reply) -> SessiondError | None:
     if reply.ok:
         return None
     assert reply.error is not None
-    return server_error_for(reply.error.code, reply.error.message)
+    return server_error_for(
+        reply.error.code, reply.error.message, oldest_seq=reply.error.oldest_seq
+    )
 
 
-def reply_result(reply: Reply, convert: Callable[[msgspec.Raw], T]) -> T:
+Convert = Callable[[msgspec.Raw, "int | None"], Any]
+"""A result converter: the raw result and the reply's ``seq`` (writes) → a typed result."""
+
+
+def reply_result(reply: Reply, convert: Convert) -> Any:
     """The converted result of a reply, or the server error it carries raised."""
     error = reply_error(reply)
     if error is not None:
         raise error
     try:
-        return convert(reply.result)
+        return convert(reply.result, reply.seq)
     except (msgspec.DecodeError, msgspec.ValidationError) as decode_error:
         raise ProtocolError(f"unexpected result shape: {decode_error}") from decode_error
 
 
-def to_session(raw: msgspec.Raw) -> Session | None:
+def to_session(raw: msgspec.Raw, seq: int | None = None) -> Session | None:
     result = _entry_result_decoder.decode(raw)
-    return None if result is None else Session(result.key, result.entry, result.revision)
+    return None if result is None else Session(result.key, result.entry, result.revision, seq)
 
 
-def to_required_session(raw: msgspec.Raw) -> Session:
-    session = to_session(raw)
+def to_required_session(raw: msgspec.Raw, seq: int | None = None) -> Session:
+    session = to_session(raw, seq)
     if session is None:
         raise ProtocolError("the daemon returned no entry where one is always returned")
     return session
 
 
-def to_session_map(raw: msgspec.Raw) -> dict[str, Session]:
+def to_session_map(raw: msgspec.Raw, seq: int | None = None) -> dict[str, Session]:
     return {
         key: Session(key, ref.entry, ref.revision)
         for key, ref in _entry_map_decoder.decode(raw).items()
     }
 
 
-def to_page(raw: msgspec.Raw) -> SessionPage:
+def to_page(raw: msgspec.Raw, seq: int | None = None) -> SessionPage:
     result = _list_decoder.decode(raw)
     items = [Session(item.key, item.entry, item.revision) for item in result.items]
-    return SessionPage(items, result.cursor)
+    return SessionPage(items, result.cursor, result.seq)
 
 
-def to_resolution(raw: msgspec.Raw) -> Resolution:
+def to_resolution(raw: msgspec.Raw, seq: int | None = None) -> Resolution:
     r = _resolve_decoder.decode(raw)
-    session = Session(r.session_key, r.entry, r.revision)
+    session = Session(r.session_key, r.entry, r.revision, seq)
     return Resolution(
         r.session_key, r.session_id, r.is_new, r.reset_triggered, r.body_stripped, session
     )
 
 
-def to_server_info(raw: msgspec.Raw) -> ServerInfo:
+def to_server_info(raw: msgspec.Raw, seq: int | None = None) -> ServerInfo:
     r = _hello_decoder.decode(raw)
-    return ServerInfo(r.protocol, r.server, r.version, r.max_frame_bytes)
+    return ServerInfo(
+        protocol=r.protocol,
+        server=r.server,
+        version=r.version,
+        max_frame_bytes=r.max_frame_bytes,
+        max_reply_bytes=r.max_reply_bytes,
+        max_key_bytes=r.max_key_bytes,
+        max_entry_bytes=r.max_entry_bytes,
+        max_keys_per_request=r.max_keys_per_request,
+        max_list_limit=r.max_list_limit,
+        max_depth=r.max_depth,
+        max_fields=r.max_fields,
+        max_inflight_per_connection=r.max_inflight_per_connection,
+    )
 
 
-def to_bool(raw: msgspec.Raw) -> bool:
+def to_bool(raw: msgspec.Raw, seq: int | None = None) -> bool:
     return _bool_decoder.decode(raw)
 
 
-def to_stats(raw: msgspec.Raw) -> dict[str, Any]:
+def to_stats(raw: msgspec.Raw, seq: int | None = None) -> dict[str, Any]:
     value = _any_decoder.decode(raw)
     if not isinstance(value, dict):
         raise ProtocolError("stats result is not a map")
     return value
 
 
-def patch_from_update(result: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def patch_from_update(result: object) -> dict[str, Any] | None:
     """``update_with`` callbacks return a patch, or ``None`` for "no change".
 
     As in the original (where only a falsy JS value skipped the write), an empty patch
@@ -204,7 +213,7 @@ class Call(msgspec.Struct, frozen=True):
 
     op: str
     request: Request
-    convert: Callable[[msgspec.Raw], Any]
+    convert: Convert
     retry_safe: bool = True
 
 
@@ -246,12 +255,22 @@ def hello_call(client_name: str | None) -> Call:
     return Call("hello", HelloRequest(id=0, client=client_name), to_server_info)
 
 
-def get_call(key: str, agent: str | None) -> Call:
-    return Call("get", GetRequest(id=0, key=key, agent=agent), to_session)
+def get_call(key: str, agent: str | None, fields: Sequence[str] | None = None) -> Call:
+    request = GetRequest(id=0, key=key, agent=agent, fields=_names(fields))
+    return Call("get", request, to_session)
 
 
-def get_many_call(keys: Sequence[str], agent: str | None) -> Call:
-    return Call("get_many", GetManyRequest(id=0, keys=list(keys), agent=agent), to_session_map)
+def get_many_call(
+    keys: Sequence[str], agent: str | None, fields: Sequence[str] | None = None
+) -> Call:
+    request = GetManyRequest(id=0, keys=list(keys), agent=agent, fields=_names(fields))
+    return Call("get_many", request, to_session_map)
+
+
+def _names(fields: Sequence[str] | None) -> list[str] | None:
+    if isinstance(fields, str):
+        raise TypeError("fields must be a sequence of field names, not one string")
+    return None if fields is None else list(fields)
 
 
 def list_call(
@@ -263,6 +282,7 @@ def list_call(
     spawned_by: str | None = None,
     limit: int | None = None,
     cursor: str | None = None,
+    fields: Sequence[str] | None = None,
 ) -> Call:
     request = ListRequest(
         id=0,
@@ -273,56 +293,76 @@ def list_call(
         spawned_by=spawned_by,
         limit=limit,
         cursor=cursor,
+        fields=_names(fields),
     )
     return Call("list", request, to_page)
 
 
+WriteRequest = (
+    PatchRequest
+    | UpdateRequest
+    | ReplaceRequest
+    | UpdateLastRouteRequest
+    | DeleteRequest
+    | ResolveRequest
+)
+
+
+def _write_call(request: WriteRequest, convert: Convert) -> Call:
+    """A write: it gets a fresh request token, kept by every resend of this call."""
+    request.request_token = new_request_token()
+    return Call(str(type(request).__struct_config__.tag), request, convert)
+
+
 def patch_call(
-    *, key: str, patch: Mapping[str, Any], agent: str | None, if_revision: str | None, durable: bool
-) -> Call:
-    return _merge_call(PatchRequest, key, patch, agent, if_revision, durable)
-
-
-def update_call(
-    *, key: str, patch: Mapping[str, Any], agent: str | None, if_revision: str | None, durable: bool
-) -> Call:
-    return _merge_call(UpdateRequest, key, patch, agent, if_revision, durable)
-
-
-def _merge_call(  # noqa: PLR0917 - private; the two public builders name every argument
-    request_type: type[PatchRequest] | type[UpdateRequest],
+    *,
     key: str,
     patch: Mapping[str, Any],
     agent: str | None,
     if_revision: str | None,
     durable: bool,
+    if_absent: bool = False,
 ) -> Call:
-    request = request_type(
+    request = PatchRequest(
         id=0,
-        request_token=new_request_token(),
         key=key,
         patch=dict(patch),
         agent=agent,
         if_revision=if_revision,
+        if_absent=if_absent,
         durable=durable,
     )
-    convert = to_required_session if request_type is PatchRequest else to_session
-    return Call(str(request_type.__struct_config__.tag), request, convert)
+    return _write_call(request, to_required_session)
+
+
+def update_call(
+    *, key: str, patch: Mapping[str, Any], agent: str | None, if_revision: str | None, durable: bool
+) -> Call:
+    request = UpdateRequest(
+        id=0, key=key, patch=dict(patch), agent=agent, if_revision=if_revision, durable=durable
+    )
+    return _write_call(request, to_session)
 
 
 def replace_call(
-    *, key: str, entry: Mapping[str, Any], agent: str | None, if_revision: str | None, durable: bool
+    *,
+    key: str,
+    entry: Mapping[str, Any],
+    agent: str | None,
+    if_revision: str | None,
+    durable: bool,
+    if_absent: bool = False,
 ) -> Call:
     request = ReplaceRequest(
         id=0,
-        request_token=new_request_token(),
         key=key,
         entry=dict(entry),
         agent=agent,
         if_revision=if_revision,
+        if_absent=if_absent,
         durable=durable,
     )
-    return Call("replace", request, to_required_session)
+    return _write_call(request, to_required_session)
 
 
 def update_last_route_call(
@@ -334,31 +374,25 @@ def update_last_route_call(
     touch: bool,
     agent: str | None,
     durable: bool,
+    if_revision: str | None = None,
 ) -> Call:
     request = UpdateLastRouteRequest(
         id=0,
-        request_token=new_request_token(),
         key=key,
         provider=provider,
         to=to,
         account_id=account_id,
         touch=touch,
         agent=agent,
-        durable=durable,
-    )
-    return Call("update_last_route", request, to_required_session)
-
-
-def delete_call(*, key: str, agent: str | None, if_revision: str | None, durable: bool) -> Call:
-    request = DeleteRequest(
-        id=0,
-        request_token=new_request_token(),
-        key=key,
-        agent=agent,
         if_revision=if_revision,
         durable=durable,
     )
-    return Call("delete", request, to_bool)
+    return _write_call(request, to_required_session)
+
+
+def delete_call(*, key: str, agent: str | None, if_revision: str | None, durable: bool) -> Call:
+    request = DeleteRequest(id=0, key=key, agent=agent, if_revision=if_revision, durable=durable)
+    return _write_call(request, to_bool)
 
 
 def resolve_call(
@@ -371,10 +405,10 @@ def resolve_call(
     idle_minutes: float | None,
     reset_triggers: Sequence[str] | None,
     durable: bool,
+    if_revision: str | None = None,
 ) -> Call:
     request = ResolveRequest(
         id=0,
-        request_token=new_request_token(),
         ctx=dict(ctx),
         agent=agent,
         authorized=authorized,
@@ -382,14 +416,15 @@ def resolve_call(
         main_key=main_key,
         idle_minutes=idle_minutes,
         reset_triggers=None if reset_triggers is None else list(reset_triggers),
+        if_revision=if_revision,
         durable=durable,
     )
-    return Call("resolve", request, to_resolution)
+    return _write_call(request, to_resolution)
 
 
 def flush_call(agent: str | None) -> Call:
     return Call("flush", FlushRequest(id=0, agent=agent), to_bool)
 
 
-def stats_call() -> Call:
-    return Call("stats", StatsRequest(id=0), to_stats)
+def stats_call(agent: str | None = None) -> Call:
+    return Call("stats", StatsRequest(id=0, agent=agent), to_stats)

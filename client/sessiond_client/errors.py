@@ -21,6 +21,8 @@ from typing import ClassVar, Final
 
 __all__ = [
     "BusyError",
+    "ClientClosedError",
+    "CompactedError",
     "ConflictError",
     "ConnectionLostError",
     "DaemonUnavailableError",
@@ -28,6 +30,7 @@ __all__ = [
     "FrameTooLargeError",
     "InternalError",
     "InvalidRequestError",
+    "LaggedError",
     "NotFoundError",
     "ProtocolError",
     "RequestTimeoutError",
@@ -44,6 +47,10 @@ __all__ = [
 
 class SessiondError(Exception):
     """Root of every error raised by the sessiond client and daemon core."""
+
+
+class ClientClosedError(SessiondError):
+    """The client was closed: calls in flight fail with this at once, new calls too."""
 
 
 class TransportError(SessiondError):
@@ -84,6 +91,10 @@ class ServerError(SessiondError):
 
 def _rebuild_server_error(cls: type[ServerError], message: str, code: str) -> ServerError:
     return cls(message, code=code)
+
+
+def _rebuild_compacted(message: str, oldest_seq: int | None) -> ServerError:
+    return CompactedError(message, oldest_seq=oldest_seq)
 
 
 class InvalidRequestError(ServerError):
@@ -146,6 +157,31 @@ class InternalError(ServerError):
     code = "internal"
 
 
+class CompactedError(ServerError):
+    """``watch`` asked for changes older than the history the daemon keeps.
+
+    ``oldest_seq`` is the oldest sequence number still available: list the store (its
+    result carries the ``seq`` it reflects) and watch again from there."""
+
+    code = "compacted"
+
+    def __init__(
+        self, message: str = "", *, code: str | None = None, oldest_seq: int | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.oldest_seq = oldest_seq
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_compacted, (self.message, self.oldest_seq))
+
+
+class LaggedError(ServerError):
+    """A watcher fell too far behind the changes and was dropped; watch again from the
+    last ``seq`` it processed."""
+
+    code = "lagged"
+
+
 _SERVER_ERRORS_BY_CODE: Final[dict[str, type[ServerError]]] = {
     cls.code: cls
     for cls in (
@@ -159,14 +195,18 @@ _SERVER_ERRORS_BY_CODE: Final[dict[str, type[ServerError]]] = {
         BusyError,
         ShuttingDownError,
         InternalError,
+        CompactedError,
+        LaggedError,
     )
 }
 
 ERROR_CODES: Final[tuple[str, ...]] = tuple(_SERVER_ERRORS_BY_CODE)
 
 
-def server_error_for(code: str, message: str) -> ServerError:
+def server_error_for(code: str, message: str, *, oldest_seq: int | None = None) -> ServerError:
     """Build the exception for a wire error; unknown codes give a plain :class:`ServerError`."""
+    if code == CompactedError.code:
+        return CompactedError(message, oldest_seq=oldest_seq)
     cls = _SERVER_ERRORS_BY_CODE.get(code)
     if cls is None:
         return ServerError(message, code=code)

@@ -69,11 +69,13 @@ class WriteRequestBase(RequestBase, kw_only=True):
 
     ``durable``: reply only once the change is on disk. ``request_token``: a random id the
     client keeps across retries of one call; the daemon answers a token it has already
-    applied from memory instead of applying the write again.
+    applied from memory instead of applying the write again. ``if_revision``: apply only
+    if the entry is at this revision (compare-and-set; ``conflict`` otherwise).
     """
 
     durable: bool = False
     request_token: str | None = None
+    if_revision: str | None = None
 
 
 class HelloRequest(RequestBase, tag="hello"):
@@ -83,10 +85,12 @@ class HelloRequest(RequestBase, tag="hello"):
 
 class GetRequest(RequestBase, tag="get"):
     key: str
+    fields: list[str] | None = None
 
 
 class GetManyRequest(RequestBase, tag="get_many"):
     keys: list[str]
+    fields: list[str] | None = None
 
 
 class ListRequest(RequestBase, tag="list"):
@@ -96,24 +100,24 @@ class ListRequest(RequestBase, tag="list"):
     spawned_by: str | None = None
     limit: int | None = None
     cursor: str | None = None
+    fields: list[str] | None = None
 
 
 class PatchRequest(WriteRequestBase, tag="patch"):
     key: str
     patch: dict[str, Any]
-    if_revision: str | None = None
+    if_absent: bool = False
 
 
 class UpdateRequest(WriteRequestBase, tag="update"):
     key: str
     patch: dict[str, Any]
-    if_revision: str | None = None
 
 
 class ReplaceRequest(WriteRequestBase, tag="replace"):
     key: str
     entry: dict[str, Any]
-    if_revision: str | None = None
+    if_absent: bool = False
 
 
 class UpdateLastRouteRequest(WriteRequestBase, tag="update_last_route"):
@@ -126,7 +130,6 @@ class UpdateLastRouteRequest(WriteRequestBase, tag="update_last_route"):
 
 class DeleteRequest(WriteRequestBase, tag="delete"):
     key: str
-    if_revision: str | None = None
 
 
 class ResolveRequest(WriteRequestBase, tag="resolve"):
@@ -178,15 +181,22 @@ class RequestEnvelope(msgspec.Struct):
     op: Any = None
 
 
-class ErrorBody(msgspec.Struct):
+class ErrorBody(msgspec.Struct, omit_defaults=True):
+    """``oldest_seq``: only for ``compacted``, the oldest change a ``watch`` can start after."""
+
     code: str
     message: str
+    oldest_seq: int | None = None
 
 
-class OkReply(msgspec.Struct):
+class OkReply(msgspec.Struct, omit_defaults=True):
+    """A successful reply. ``seq``: for a write that changed its store, the store's
+    sequence number of (the last of) its changes; absent otherwise."""
+
     id: int | None
+    ok: bool
     result: Any
-    ok: bool = True
+    seq: int | None = None
 
 
 class ErrorReply(msgspec.Struct):
@@ -202,6 +212,7 @@ class Reply(msgspec.Struct):
     ok: bool
     result: msgspec.Raw = msgspec.Raw(b"\xc0")
     error: ErrorBody | None = None
+    seq: int | None = None
 
 
 def encode_frame(payload: bytes) -> bytes:
@@ -214,41 +225,58 @@ class FrameDecoder:
 
     The announced length is checked against ``max_frame_bytes`` as soon as the 4-byte
     header is complete, before any of the payload is buffered, so an oversized frame
-    costs the reader nothing.
+    costs the reader nothing. The frames completed before an oversized one are still
+    returned; :attr:`error` then holds the :class:`FrameTooLargeError` and nothing more
+    is decoded (the connection is closed by the caller).
     """
 
-    __slots__ = ("_buffer", "_max_frame_bytes")
+    __slots__ = ("_buffer", "_max_frame_bytes", "error")
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         self._buffer = bytearray()
         self._max_frame_bytes = max_frame_bytes
+        self.error: FrameTooLargeError | None = None
 
     @property
     def buffered_bytes(self) -> int:
         return len(self._buffer)
 
+    @property
+    def max_frame_bytes(self) -> int:
+        return self._max_frame_bytes
+
+    @max_frame_bytes.setter
+    def max_frame_bytes(self, value: int) -> None:
+        self._max_frame_bytes = value
+
     def feed(self, data: bytes) -> list[bytes]:
         """Append ``data`` and return every payload now complete, in order.
 
-        Raises :class:`FrameTooLargeError` for a header announcing more than the limit;
-        the frames completed before it are lost with the connection, which the caller
-        closes anyway. When nothing is buffered (the usual case: whole frames arrive in
-        one read) the payloads are sliced straight out of ``data``.
+        When nothing is buffered (the usual case: whole frames arrive in one read) the
+        payloads are sliced straight out of ``data``.
         """
+        if self.error is not None:
+            return []
         buffer = self._buffer
         if buffer:
             buffer += data
-            payloads, offset = self._split(buffer)
+            payloads, offset, error = self._split(buffer)
             if offset:
                 del buffer[:offset]
         else:
-            payloads, offset = self._split(data)
+            payloads, offset, error = self._split(data)
             if offset < len(data):
                 buffer += data[offset:] if offset else data
+        if error is not None:
+            self.error = error
+            buffer.clear()
         return payloads
 
-    def _split(self, source: bytes | bytearray) -> tuple[list[bytes], int]:
-        """The complete payloads at the start of ``source`` and how many bytes they took."""
+    def _split(
+        self, source: bytes | bytearray
+    ) -> tuple[list[bytes], int, FrameTooLargeError | None]:
+        """The complete payloads at the start of ``source``, how many bytes they took, and
+        the error for an oversized frame that follows them."""
         header_size = FRAME_HEADER.size
         payloads: list[bytes] = []
         offset = 0
@@ -256,15 +284,20 @@ class FrameDecoder:
         while available - offset >= header_size:
             (length,) = FRAME_HEADER.unpack_from(source, offset)
             if length > self._max_frame_bytes:
-                raise FrameTooLargeError(
-                    f"frame of {length} bytes exceeds the limit of {self._max_frame_bytes} bytes"
+                return (
+                    payloads,
+                    offset,
+                    FrameTooLargeError(
+                        f"frame of {length} bytes exceeds the limit of "
+                        f"{self._max_frame_bytes} bytes"
+                    ),
                 )
             end = offset + header_size + length
             if available < end:
                 break
             payloads.append(bytes(source[offset + header_size : end]))
             offset = end
-        return payloads, offset
+        return payloads, offset, None
 
 
 class EntryResult(msgspec.Struct):
@@ -285,6 +318,8 @@ class EntryRef(msgspec.Struct):
 class ListResult(msgspec.Struct):
     items: list[EntryResult]
     cursor: str | None = None
+    seq: int = 0
+    """The store's sequence number this page reflects."""
 
 
 class ResolveResult(msgspec.Struct):
@@ -297,8 +332,19 @@ class ResolveResult(msgspec.Struct):
     revision: str
 
 
-class HelloResult(msgspec.Struct):
+class HelloResult(msgspec.Struct, kw_only=True):
+    """What the daemon speaks and every limit a client needs (see PROTOCOL.md)."""
+
     protocol: int
     server: str
     version: str
     max_frame_bytes: int
+    max_reply_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    max_key_bytes: int = 1024
+    max_entry_bytes: int = 1024 * 1024
+    max_keys_per_request: int = 1000
+    max_list_limit: int = 1000
+    max_depth: int = 32
+    max_fields: int = 10_000
+    max_inflight_per_connection: int = 256
+    protocols: list[int] = msgspec.field(default_factory=lambda: [PROTOCOL_VERSION])

@@ -18,14 +18,17 @@ __all__ = ["Resolution", "ServerInfo", "Session", "SessionPage"]
 
 
 class Session:
-    """One stored entry: its key, the stored object, and its revision (for ``if_revision``)."""
+    """One stored entry: its key, the stored object (``data``: the raw JSON object, unknown
+    fields included; with ``fields=`` only those), its revision (for ``if_revision``),
+    and for the result of a write the store's ``seq`` after it (None for reads)."""
 
-    __slots__ = ("_entry", "data", "key", "revision")
+    __slots__ = ("_entry", "data", "key", "revision", "seq")
 
-    def __init__(self, key: str, data: Any, revision: str) -> None:
+    def __init__(self, key: str, data: Any, revision: str, seq: int | None = None) -> None:
         self.key = key
         self.data = data
         self.revision = revision
+        self.seq = seq
         self._entry: SessionEntry | None = None
 
     @property
@@ -53,10 +56,13 @@ class Session:
 
 
 class SessionPage(msgspec.Struct, frozen=True):
-    """One page of ``list``: newest first; pass ``cursor`` back for the next page."""
+    """One page of ``list``: newest first; pass ``cursor`` back for the next page (None:
+    this was the last). ``seq``: the store's sequence number the page reflects (watch
+    from it to see every later change)."""
 
     items: list[Session]
     cursor: str | None
+    seq: int = 0
 
 
 class Resolution(msgspec.Struct, frozen=True):
@@ -70,12 +76,26 @@ class Resolution(msgspec.Struct, frozen=True):
     session: Session
 
     @property
+    def seq(self) -> int | None:
+        return self.session.seq
+
+    @property
     def entry(self) -> SessionEntry:
         return self.session.entry
 
 
-class ServerInfo(msgspec.Struct, frozen=True):
+class ServerInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``hello`` says: the protocol spoken, the daemon's version, and its limits."""
+
     protocol: int
     server: str
     version: str
     max_frame_bytes: int
+    max_reply_bytes: int
+    max_key_bytes: int
+    max_entry_bytes: int
+    max_keys_per_request: int
+    max_list_limit: int
+    max_depth: int
+    max_fields: int
+    max_inflight_per_connection: int

@@ -1,18 +1,18 @@
 """Retry and backoff policy as small objects (redis-py style). Pure: no I/O.
 
-A call is retried only when that cannot apply it twice:
+What is retried, and why that is safe: every call a client makes can be sent again —
+reads are idempotent, and every write carries a ``request_token`` the daemon remembers
+(see PROTOCOL.md), so a resent write is answered, not applied again (across a daemon
+restart too, in ``journal`` mode). So when a connection breaks, or the daemon says it is
+shutting down or busy, the calls in flight are resent on the next connection, in the
+order they were first sent, ahead of any newer call.
 
-- the daemon could not be reached (:class:`DaemonUnavailableError`): nothing was sent;
-- the daemon answered ``shutting_down`` or ``busy``: it refused the request (or the
-  connection) without applying anything;
-- the connection broke with the request in flight (:class:`ConnectionLostError`) and the
-  call is *retry-safe*: reads are idempotent, and every write the clients send carries a
-  ``request_token`` that the daemon remembers (see PROTOCOL.md), so a resent write is
-  answered, not applied again — across a daemon restart too in ``journal`` mode.
-
-Timeouts are not retried: the caller's deadline has passed. Retries continue, with
-exponential backoff and full jitter, until ``reconnect_timeout_s`` has passed since the
-first attempt failed: long enough to ride out a daemon restart.
+How long: a client that has been connected keeps reconnecting, with exponential backoff
+and full jitter, for ``reconnect_timeout_s`` after the connection was lost (long enough to
+ride out a daemon restart); a client that has never reached the daemon gives up after
+``first_connect_timeout_s`` (a wrong socket path should fail fast). Timeouts are not
+retried (the caller's deadline has passed), nor are errors that a resend cannot fix
+(``forbidden``, ``frame_too_large``, a protocol error).
 """
 
 from __future__ import annotations
@@ -47,10 +47,15 @@ class Backoff(msgspec.Struct, frozen=True):
 class RetryPolicy(msgspec.Struct, frozen=True):
     backoff: Backoff = Backoff()
     reconnect_timeout_s: float = 10.0
+    first_connect_timeout_s: float = 1.0
 
-    def should_retry(self, error: SessiondError, *, retry_safe: bool, elapsed_s: float) -> bool:
-        if elapsed_s >= self.reconnect_timeout_s:
-            return False
-        if isinstance(error, DaemonUnavailableError | ShuttingDownError | BusyError):
-            return True
-        return isinstance(error, ConnectionLostError) and retry_safe
+    def budget_s(self, *, ever_connected: bool) -> float:
+        """How long to keep trying to (re)connect before failing the waiting calls."""
+        return self.reconnect_timeout_s if ever_connected else self.first_connect_timeout_s
+
+    @staticmethod
+    def resendable(error: SessiondError) -> bool:
+        """Whether the calls in flight when ``error`` ended a connection may be resent."""
+        return isinstance(
+            error, ConnectionLostError | ShuttingDownError | BusyError | DaemonUnavailableError
+        )

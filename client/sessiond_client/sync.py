@@ -3,39 +3,39 @@
 Threads write their requests under a send lock and wait for replies by id. There is no
 reader thread: whichever waiting thread gets the read lock reads from the socket and
 hands every reply it sees to its owner (leader/follower), so a single-threaded caller
-pays exactly one ``sendall`` and one ``recv`` per call, with no thread hand-off.
+pays exactly one ``sendall`` and one ``recv`` per call, with no thread hand-off. What is
+in flight, in which order it is resent after a reconnect, and when a waiting call gives
+up is decided by the pure :class:`~sessiond_client._pipeline.Pipeline`; the waiting
+threads themselves reconnect (one at a time) when the connection is gone.
 
-A call that times out closes the connection (every other in-flight call on it fails
-with :class:`ConnectionLostError` and is retried if idempotent): a reply arriving late
-can never be taken for another request's.
+A call that times out closes the connection (every other call on it is resent on the
+next one, in order): a reply arriving late can never be taken for another request's.
+:meth:`Client.close` fails every call in flight at once with :class:`ClientClosedError`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from sessiond_client import _core
-from sessiond_client._core import FLUSH_TIMEOUT_S
+from sessiond_client._ops_sync import SyncOperations
+from sessiond_client._pipeline import PendingCall, Pipeline
 from sessiond_client.errors import (
-    ConflictError,
     ConnectionLostError,
     DaemonUnavailableError,
     ForbiddenError,
-    FrameTooLargeError,
     ProtocolError,
-    RequestTimeoutError,
     SessiondError,
 )
-from sessiond_client.protocol import FrameDecoder, Reply, Request
-from sessiond_client.results import Resolution, ServerInfo, Session, SessionPage
+from sessiond_client.protocol import FrameDecoder
+from sessiond_client.results import ServerInfo
+from sessiond_client.retry import RetryPolicy
 
 __all__ = ["Client"]
 
@@ -50,199 +50,222 @@ def _timeval(seconds: float) -> bytes:
 
 
 class _Waiter:
-    """One call waiting for its reply. The event is only made for a thread that has to
-    sleep while another thread reads (a lone caller reads its own reply)."""
+    """How a thread sleeps while another one reads (made only when it has to sleep)."""
 
-    __slots__ = ("error", "event", "reply")
+    __slots__ = ("event",)
 
     def __init__(self) -> None:
-        self.reply: Reply | None = None
-        self.error: SessiondError | None = None
         self.event: threading.Event | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.reply is not None or self.error is not None
 
 
 class _Connection:
-    """One socket, shared by threads: leader/follower reading, locked writing.
+    """One socket and its frame decoder (replaced on every reconnect)."""
 
-    The socket is blocking with ``SO_RCVTIMEO`` = :data:`READ_SLICE_S`, so a read costs one
-    ``recv`` system call (no ``select`` first) and the reader still wakes up regularly to
-    check its deadline; ``SO_SNDTIMEO`` bounds a send to a daemon that stopped reading us.
-    """
+    __slots__ = ("decoder", "sock")
 
     def __init__(self, sock: socket.socket, max_frame_bytes: int) -> None:
         self.sock = sock
         self.decoder = FrameDecoder(max_frame_bytes)
-        self.pending: dict[int, _Waiter] = {}
-        self.ids = itertools.count(1)
-        self.state_lock = threading.Lock()
-        self.send_lock = threading.Lock()
-        self.read_lock = threading.Lock()
-        self.broken: SessiondError | None = None
+
+
+class _SocketTransport:
+    """The daemon behind a Unix socket, shared by threads."""
+
+    def __init__(self, settings: _core.ClientSettings, pipeline: Pipeline) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.connection: _Connection | None = None
+        self.state_lock = threading.Lock()  # the pipeline and the connection slot
+        self.send_lock = threading.Lock()  # ids are taken and written in one step
+        self.read_lock = threading.Lock()  # one leader reads at a time
+        self.connect_lock = threading.Lock()  # one thread connects at a time
+        self.next_attempt_at = 0.0
+        self.sleepers = 0
         self.read_buffer = bytearray(READ_SIZE)
         self.read_view = memoryview(self.read_buffer)
-        self.followers = 0
 
-    def send(self, request: Request) -> _Waiter:
-        waiter = _Waiter()
-        with self.state_lock:
-            if self.broken is not None:
-                raise self.broken
-            request.id = next(self.ids)
-            self.pending[request.id] = waiter
-        frame = _core.encode_request_frame(request)
+    def call(self, call: _core.Call, timeout_s: float) -> Any:
+        pipeline = self.pipeline
+        with self.send_lock:
+            with self.state_lock:
+                pending = pipeline.submit(call, timeout_s)
+                pending.waiter = _Waiter()
+                connection = self.connection if pipeline.can_send else None
+                frame = (
+                    pipeline.frame_for(pending, time.monotonic())
+                    if connection is not None
+                    else None
+                )
+            if connection is not None and frame is not None:
+                self._send(connection, frame)
+        return self._wait(pending)
+
+    def _send(self, connection: _Connection, frame: bytes | bytearray) -> None:
+        """Write under the send lock (held by the caller)."""
         try:
-            with self.send_lock:
-                self.sock.sendall(frame)
+            connection.sock.sendall(frame)
         except OSError as error:
-            self.fail(self._refusal_waiting() or ConnectionLostError(f"send failed: {error}"))
-        return waiter
+            self._lost(
+                connection,
+                self._refusal_waiting(connection) or ConnectionLostError(f"send failed: {error}"),
+            )
 
-    def _refusal_waiting(self) -> SessiondError | None:
+    def _refusal_waiting(self, connection: _Connection) -> SessiondError | None:
         """A daemon that refuses a connection (busy, forbidden, shutting down) writes one
         error and closes; when our send then fails, that error is still waiting to be read
         and says more than the broken pipe."""
         try:
-            data = self.sock.recv(READ_SIZE, socket.MSG_DONTWAIT)
-            for payload in self.decoder.feed(data):
+            data = connection.sock.recv(READ_SIZE, socket.MSG_DONTWAIT)
+            for payload in connection.decoder.feed(data):
                 reply = _core.decode_reply(payload)
                 if reply.id is None:
                     return _core.reply_error(reply)
-        except (OSError, SessiondError, FrameTooLargeError):
+        except (OSError, SessiondError):
             return None
         return None
 
-    def wait(self, waiter: _Waiter, deadline: float) -> Reply:
-        while not waiter.done:
-            if time.monotonic() >= deadline:
-                self.fail(ConnectionLostError("an earlier call on this connection timed out"))
-                raise RequestTimeoutError("no reply within the timeout")
-            if self.read_lock.acquire(blocking=False):
+    # -- waiting -------------------------------------------------------------------------
+
+    def _wait(self, pending: PendingCall) -> Any:
+        while not pending.done:
+            connection = self.connection
+            if connection is None:
+                self._connect_or_sleep(pending)
+            elif self.read_lock.acquire(blocking=False):
                 try:
-                    if not waiter.done:
-                        self._read_once()
+                    if not pending.done and self.connection is connection:
+                        self._read_once(connection)
                 finally:
                     self.read_lock.release()
-                    self._wake_a_follower()
+                    self._wake_all()
             else:
-                self._sleep_as_follower(waiter, deadline)
-        if waiter.error is not None:
-            raise waiter.error
-        assert waiter.reply is not None
-        return waiter.reply
+                self._sleep(pending, READ_SLICE_S)
+            self._check_deadlines()
+        return pending.result()
 
-    def _sleep_as_follower(self, waiter: _Waiter, deadline: float) -> None:
+    def _sleep(self, pending: PendingCall, seconds: float) -> None:
+        waiter: _Waiter = pending.waiter
         with self.state_lock:
-            if waiter.done:
+            if pending.done:
                 return
             event = waiter.event = waiter.event or threading.Event()
             event.clear()
-            self.followers += 1
+            self.sleepers += 1
         try:
-            event.wait(max(0.0, min(deadline - time.monotonic(), READ_SLICE_S)))
+            event.wait(seconds)
         finally:
             with self.state_lock:
-                self.followers -= 1
+                self.sleepers -= 1
 
-    def _wake_a_follower(self) -> None:
-        # The leader stopped reading: a follower still waiting must take over. A lone
-        # caller (no followers) skips the lock.
-        if not self.followers:
+    def _wake_all(self) -> None:
+        """The leader stopped reading (or the state changed): sleepers check again. A
+        lone caller (no sleepers) skips the lock."""
+        if not self.sleepers:
             return
         with self.state_lock:
-            for waiter in self.pending.values():
-                if waiter.event is not None:
-                    waiter.event.set()
-                    return
+            waiters = [p.waiter for p in self.pipeline.in_flight.values()]
+            waiters += [p.waiter for p in self.pipeline.backlog]
+        for waiter in waiters:
+            if waiter is not None and waiter.event is not None:
+                waiter.event.set()
 
-    def _read_once(self) -> None:
+    def _settle(self, calls: list[PendingCall]) -> None:
+        for pending in calls:
+            waiter: _Waiter | None = pending.waiter
+            if waiter is not None and waiter.event is not None:
+                waiter.event.set()
+
+    def _check_deadlines(self) -> None:
+        with self.state_lock:
+            next_deadline = self.pipeline.next_deadline
+            if next_deadline is None or next_deadline > time.monotonic():
+                return
+            expired = self.pipeline.expired(time.monotonic())
+            connection = self.connection
+        self._settle(expired)
+        if expired and connection is not None:
+            self._lost(
+                connection, ConnectionLostError("an earlier call on this connection timed out")
+            )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _read_once(self, connection: _Connection) -> None:
         try:
-            # recv_into a buffer kept for the connection: recv(n) would allocate (mmap)
-            # and free n bytes on every call.
-            count = self.sock.recv_into(self.read_buffer)
+            # recv_into a buffer kept for the client: recv(n) would allocate (mmap) and
+            # free n bytes on every call.
+            count = connection.sock.recv_into(self.read_buffer)
         except (BlockingIOError, TimeoutError):
             return  # SO_RCVTIMEO expired: nothing yet, the caller checks its deadline
         except OSError as error:
-            self.fail(ConnectionLostError(f"receive failed: {error}"))
+            self._lost(connection, ConnectionLostError(f"receive failed: {error}"))
             return
         if count == 0:
-            self.fail(ConnectionLostError("the daemon closed the connection"))
+            self._lost(connection, ConnectionLostError("the daemon closed the connection"))
+            return
+        decoder = connection.decoder
+        try:
+            payloads = decoder.feed(self.read_view[:count].tobytes())
+            with self.state_lock:
+                done = [self.pipeline.on_reply(_core.decode_reply(p)) for p in payloads]
+                draining = self.pipeline.draining and not self.pipeline.in_flight
+            if decoder.error is not None:
+                raise ProtocolError(f"reply too large: {decoder.error}")
+        except SessiondError as error:
+            self._lost(connection, error)
+            return
+        decoder.max_frame_bytes = self.pipeline.max_reply_bytes
+        self._settle([pending for pending in done if pending is not None])
+        if draining:
+            self._lost(connection, ConnectionLostError("the daemon is shutting down"))
+
+    def _lost(self, connection: _Connection, error: SessiondError) -> None:
+        """The connection is over: resend or fail its calls (once per connection)."""
+        with self.state_lock:
+            if self.connection is not connection:
+                return
+            self.connection = None
+            failed = self.pipeline.connection_lost(error, time.monotonic())
+            if self.pipeline.attempts:
+                self.next_attempt_at = time.monotonic() + self.pipeline.retry_delay_s()
+        with contextlib.suppress(OSError):
+            connection.sock.shutdown(socket.SHUT_RDWR)
+        connection.sock.close()
+        self._settle(failed)
+        self._wake_all()
+
+    # -- connecting ------------------------------------------------------------------------
+
+    def _connect_or_sleep(self, pending: PendingCall) -> None:
+        delay_s = self.next_attempt_at - time.monotonic()
+        if delay_s > 0 or not self.connect_lock.acquire(blocking=False):
+            self._sleep(pending, max(0.001, min(delay_s, READ_SLICE_S)))
             return
         try:
-            for payload in self.decoder.feed(self.read_view[:count].tobytes()):
-                self._deliver(_core.decode_reply(payload))
-        except (SessiondError, FrameTooLargeError) as error:
-            self.fail(error)
+            if self.connection is None and not pending.done:
+                self._connect()
+        finally:
+            self.connect_lock.release()
+            self._wake_all()
 
-    def _deliver(self, reply: Reply) -> None:
-        if reply.id is None:
-            raise _core.reply_error(reply) or ProtocolError("reply without an id")
-        with self.state_lock:
-            waiter = self.pending.pop(reply.id, None)
-            if waiter is None:
-                return
-            waiter.reply = reply
-            event = waiter.event
-        if event is not None:
-            event.set()
-
-    def fail(self, error: SessiondError) -> None:
-        """Fail every pending call and close the socket; the connection is never reused."""
-        with self.state_lock:
-            if self.broken is None:
-                self.broken = error
-            pending, self.pending = self.pending, {}
-        for waiter in pending.values():
-            waiter.error = error
-            if waiter.event is not None:
-                waiter.event.set()
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-
-    @property
-    def usable(self) -> bool:
-        return self.broken is None
-
-
-class Client(_core.ClientBase):
-    """Blocking sessiond client; safe to share between threads. ``with Client() as c:``."""
-
-    def _init_connection_state(self) -> None:
-        self._connection: _Connection | None = None
-        self._connect_lock = threading.Lock()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        with self._connect_lock:
-            self._closed = True
-            connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.fail(ConnectionLostError("the client was closed"))
-
-    def _connected(self) -> _Connection:
-        connection = self._connection
-        if connection is not None and connection.usable:
-            return connection
-        with self._connect_lock:
-            if self._closed:
-                raise DaemonUnavailableError("the client is closed")
-            if self._connection is None or not self._connection.usable:
-                self._connection = _Connection(self._open(), self.settings.max_frame_bytes)
-            return self._connection
+    def _connect(self) -> None:
+        try:
+            sock = self._open()
+        except SessiondError as error:
+            with self.state_lock:
+                failed = self.pipeline.connect_failed(error, time.monotonic())
+                self.next_attempt_at = time.monotonic() + self.pipeline.retry_delay_s()
+            self._settle(failed)
+            return
+        connection = _Connection(sock, self.pipeline.max_reply_bytes)
+        with self.send_lock:
+            with self.state_lock:
+                if self.pipeline.closed:
+                    sock.close()
+                    return
+                frames = self.pipeline.connection_made(time.monotonic())
+                self.connection = connection
+            self._send(connection, b"".join(frames))
 
     def _open(self) -> socket.socket:
         path = self.settings.socket_path
@@ -263,231 +286,60 @@ class Client(_core.ClientBase):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.settings.timeout_s))
         return sock
 
+    def close(self) -> None:
+        with self.state_lock:
+            failed = self.pipeline.close()
+            connection, self.connection = self.connection, None
+        if connection is not None:
+            with contextlib.suppress(OSError):
+                connection.sock.shutdown(socket.SHUT_RDWR)
+            connection.sock.close()
+        self._settle(failed)
+
+
+class Client(SyncOperations):
+    """Blocking sessiond client; safe to share between threads. ``with Client() as c:``.
+
+    ``target``: the daemon's socket path (default: ``$SESSIOND_SOCKET``, else the daemon's
+    default path). One connection per client, opened on the first call.
+    """
+
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        timeout_s: float = 5.0,
+        connect_timeout_s: float = 2.0,
+        retry: RetryPolicy | None = None,
+        client_name: str | None = None,
+    ) -> None:
+        self.settings = _core.ClientSettings.for_target(
+            target, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s
+        )
+        self.retry = retry or RetryPolicy()
+        self.client_name = client_name
+        self._pipeline = Pipeline(self.retry, client_name)
+        self._transport = _SocketTransport(self.settings, self._pipeline)
+
+    @property
+    def server_info(self) -> ServerInfo | None:
+        """What the daemon said in ``hello`` on the current connection (None before)."""
+        return self._pipeline.server_info
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection; calls in flight fail at once with ClientClosedError."""
+        self._transport.close()
+
     def _call(self, call: _core.Call, timeout_s: float | None = None) -> Any:
-        try:
-            return self._call_once(call, timeout_s or self.settings.timeout_s)
-        except SessiondError as error:
-            if not self.retry.should_retry(error, retry_safe=call.retry_safe, elapsed_s=0.0):
-                raise
-        return self._retry(call, timeout_s)
-
-    def _retry(self, call: _core.Call, timeout_s: float | None) -> Any:
-        """Later attempts of a call whose first attempt failed in a retryable way."""
-        started = time.monotonic()
-        for attempt in itertools.count():
-            time.sleep(self.retry.backoff.delay_s(attempt))
-            try:
-                return self._call_once(call, timeout_s or self.settings.timeout_s)
-            except SessiondError as error:
-                if not self.retry.should_retry(
-                    error, retry_safe=call.retry_safe, elapsed_s=time.monotonic() - started
-                ):
-                    raise
-        raise AssertionError("unreachable")
-
-    def _call_once(self, call: _core.Call, timeout_s: float) -> Any:
-        connection = self._connected()
-        waiter = connection.send(call.request)
-        try:
-            reply = connection.wait(waiter, time.monotonic() + timeout_s)
-        except RequestTimeoutError:
-            raise RequestTimeoutError(f"{call.op} got no reply within {timeout_s} s") from None
-        return _core.reply_result(reply, call.convert)
-
-    # -- operations (same names and parameters as AsyncClient) -------------------------
-
-    def hello(self) -> ServerInfo:
-        """Protocol version, server name and version, and the daemon's frame limit."""
-        result: ServerInfo = self._call(_core.hello_call(self.client_name))
-        return result
-
-    def get(self, key: str, *, agent: str | None = None) -> Session | None:
-        """The entry stored under ``key``, or ``None``."""
-        result: Session | None = self._call(_core.get_call(key, agent))
-        return result
-
-    def get_many(self, keys: Sequence[str], *, agent: str | None = None) -> dict[str, Session]:
-        """The entries of the keys that exist (missing keys are absent from the map)."""
-        result: dict[str, Session] = self._call(_core.get_many_call(keys, agent))
-        return result
-
-    def list(
-        self,
-        *,
-        agent: str | None = None,
-        prefix: str | None = None,
-        active_minutes: float | None = None,
-        label: str | None = None,
-        spawned_by: str | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> SessionPage:
-        """One page of entries, newest ``updatedAt`` first; pass ``cursor`` for the next."""
-        result: SessionPage = self._call(
-            _core.list_call(
-                agent=agent,
-                prefix=prefix,
-                active_minutes=active_minutes,
-                label=label,
-                spawned_by=spawned_by,
-                limit=limit,
-                cursor=cursor,
-            )
-        )
-        return result
-
-    def patch(
-        self,
-        key: str,
-        patch: Mapping[str, Any],
-        *,
-        agent: str | None = None,
-        if_revision: str | None = None,
-        durable: bool = False,
-    ) -> Session:
-        """Merge ``patch`` into the entry (creating it); a ``None`` value deletes a field."""
-        result: Session = self._call(
-            _core.patch_call(
-                key=key, patch=patch, agent=agent, if_revision=if_revision, durable=durable
-            )
-        )
-        return result
-
-    def update(
-        self,
-        key: str,
-        patch: Mapping[str, Any],
-        *,
-        agent: str | None = None,
-        if_revision: str | None = None,
-        durable: bool = False,
-    ) -> Session | None:
-        """Merge ``patch`` only if the entry exists; ``None`` if it does not."""
-        result: Session | None = self._call(
-            _core.update_call(
-                key=key, patch=patch, agent=agent, if_revision=if_revision, durable=durable
-            )
-        )
-        return result
-
-    def replace(
-        self,
-        key: str,
-        entry: Mapping[str, Any],
-        *,
-        agent: str | None = None,
-        if_revision: str | None = None,
-        durable: bool = False,
-    ) -> Session:
-        """Store ``entry`` exactly as given (``sessionId`` required)."""
-        result: Session = self._call(
-            _core.replace_call(
-                key=key, entry=entry, agent=agent, if_revision=if_revision, durable=durable
-            )
-        )
-        return result
-
-    def update_last_route(
-        self,
-        key: str,
-        *,
-        provider: str | None = None,
-        to: str | None = None,
-        account_id: str | None = None,
-        touch: bool = False,
-        agent: str | None = None,
-        durable: bool = False,
-    ) -> Session:
-        """Record the last delivery route; ``updatedAt`` moves only if ``touch``."""
-        result: Session = self._call(
-            _core.update_last_route_call(
-                key=key,
-                provider=provider,
-                to=to,
-                account_id=account_id,
-                touch=touch,
-                agent=agent,
-                durable=durable,
-            )
-        )
-        return result
-
-    def delete(
-        self,
-        key: str,
-        *,
-        agent: str | None = None,
-        if_revision: str | None = None,
-        durable: bool = False,
-    ) -> bool:
-        """Remove the entry; ``True`` if it existed."""
-        result: bool = self._call(
-            _core.delete_call(key=key, agent=agent, if_revision=if_revision, durable=durable)
-        )
-        return result
-
-    def resolve(
-        self,
-        ctx: Mapping[str, Any],
-        *,
-        agent: str | None = None,
-        authorized: bool = True,
-        scope: Literal["per-sender", "global"] | None = None,
-        main_key: str | None = None,
-        idle_minutes: float | None = None,
-        reset_triggers: Sequence[str] | None = None,
-        durable: bool = False,
-    ) -> Resolution:
-        """Map a message context to its session, creating or renewing it atomically."""
-        result: Resolution = self._call(
-            _core.resolve_call(
-                ctx=ctx,
-                agent=agent,
-                authorized=authorized,
-                scope=scope,
-                main_key=main_key,
-                idle_minutes=idle_minutes,
-                reset_triggers=reset_triggers,
-                durable=durable,
-            )
-        )
-        return result
-
-    def flush(self, *, agent: str | None = None) -> bool:
-        """Return once everything accepted so far is written to the store file."""
-        result: bool = self._call(_core.flush_call(agent), timeout_s=FLUSH_TIMEOUT_S)
-        return result
-
-    def stats(self) -> dict[str, Any]:
-        """The daemon's counters (per op, connections, stores, flushes, uptime)."""
-        result: dict[str, Any] = self._call(_core.stats_call())
-        return result
-
-    def update_with(
-        self,
-        key: str,
-        fn: Callable[[Session], Mapping[str, Any] | None],
-        *,
-        agent: str | None = None,
-        durable: bool = False,
-        max_attempts: int = 100,
-    ) -> Session | None:
-        """Read → ``fn(session)`` → ``update(if_revision=...)``, retried on conflict.
-
-        ``fn`` returns a patch, or ``None`` for "no change" (``{}`` still moves
-        ``updatedAt``). Returns the updated session, the unchanged one, or ``None`` if the
-        key does not exist.
-        """
-        for attempt in range(max_attempts):
-            session = self.get(key, agent=agent)
-            if session is None:
-                return None
-            patch = _core.patch_from_update(fn(session))
-            if patch is None:
-                return session
-            with contextlib.suppress(ConflictError):
-                return self.update(
-                    key, patch, agent=agent, if_revision=session.revision, durable=durable
-                )
-            time.sleep(self.retry.backoff.delay_s(min(attempt, 4)))
-        raise ConflictError(f"update_with({key!r}) kept conflicting after {max_attempts} attempts")
+        return self._transport.call(call, timeout_s or self.settings.timeout_s)

@@ -41,7 +41,9 @@ from typing import Any, Final
 from sessiond.config import PersistenceConfig
 from sessiond.entries import encode_entry
 from sessiond.persistence import StorePersistence
+from sessiond.snapshotter import InlineSnapshotter
 from sessiond.store import SessionStore
+from sessiond.syncthread import InlineRunner
 from sessiond_client.jscompat import UNDEFINED, js_code_units, js_truthy
 
 from .vectorfile import Vector
@@ -206,24 +208,32 @@ class _Daemon:
         """The store at ``path``, loaded on first use as the daemon's registry does."""
         if path not in self.open_stores:
             config = PersistenceConfig(durability="debounced")
-            persistence = StorePersistence(path, config)
-            entries = await persistence.open()
+            persistence = StorePersistence(
+                path,
+                config,
+                store_id=path.name,
+                runner=InlineRunner(),
+                snapshotter=InlineSnapshotter(),
+                load_in_thread=False,
+            )
+            loaded = await persistence.open()
             if persistence.stats.corrupt_moved_to is not None:
                 self.run.moved_aside[path] = Path(persistence.stats.corrupt_moved_to)
             store = SessionStore(
                 "main",
-                entries,
+                loaded.entries,
                 clock_ms=self.clock,
                 new_session_id=self.new_session_id,
                 on_change=persistence.record_change,
             )
+            persistence.start(lambda: store.entries, list, background=False)
             self.open_stores[path] = _OpenStore(persistence, store)
         return self.open_stores[path].store
 
     async def flush_changes(self) -> None:
         for opened in self.open_stores.values():
             persistence = opened.persistence
-            if persistence.accepted_seq > persistence.snapshot_seq:
+            if persistence.tracker.unsnapshotted:
                 assert await persistence.snapshot_once(), persistence.stats.last_error
 
     async def close(self) -> None:

@@ -165,7 +165,7 @@ def test_sigkill_under_load_loses_nothing_it_promised(
             daemon.kill()  # returns once the process is gone: every ack came before now
             kills_ms.append(time.time_ns() // 1_000_000)
             time.sleep(0.05)  # let acknowledgements that arrived before the kill be logged
-            loaded = load_store(daemon.store_path, repair=False)
+            loaded = load_store(daemon.store_path, store_id=None, repair=False)
             assert loaded.report.corrupt_error is None
             assert loaded.report.journal_corruption is None
             check_store(loaded.entries, read_ops(logs), mode, kills_ms)
@@ -173,6 +173,6 @@ def test_sigkill_under_load_loses_nothing_it_promised(
         acknowledged = sum(op.acked for key_ops in read_ops(logs).values() for op in key_ops)
         assert acknowledged > rounds * 20, "the writers made too little progress to mean much"
     assert daemon.stop() == 0
-    final = load_store(daemon.store_path, repair=False)
+    final = load_store(daemon.store_path, store_id=None, repair=False)
     # The graceful stop lost nothing, but what the last kills were allowed to lose stays lost.
     check_store(final.entries, read_ops(logs), mode, [*kills_ms, time.time_ns() // 1_000_000])

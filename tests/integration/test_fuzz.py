@@ -76,7 +76,7 @@ def target() -> Iterator[Target]:
         assert client.flush() is True
         seed = client.get("agent:main:seed")
     assert daemon.stop() == 0
-    loaded = load_store(daemon.store_path, repair=False)
+    loaded = load_store(daemon.store_path, store_id=None, repair=False)
     assert loaded.report.corrupt_error is None
     assert seed is not None and loaded.entries["agent:main:seed"].value() == seed.data
 

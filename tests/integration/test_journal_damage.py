@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sessiond.journal import JournalRecord, encode_record
+from sessiond.journal import ChangeRecord, encode_record
 from tests.support.daemon import DaemonProcess
 
 NO_SNAPSHOTS = {"persistence": {"flush_delay_s": 60.0, "flush_max_delay_s": 60.0}}
@@ -38,7 +38,7 @@ def test_torn_last_record_is_dropped_and_reported(
     make_daemon: Callable[..., DaemonProcess],
 ) -> None:
     daemon = crashed_daemon_with_journal(make_daemon)
-    record = encode_record(JournalRecord("agent:main:torn", b'{"label":"never acked"}'))
+    record = encode_record(ChangeRecord("agent:main:torn", b'{"label":"never acked"}', seq=99))
     with only_segment(daemon).open("ab") as journal:
         journal.write(record[:-5])  # the crash hit in the middle of this append
     daemon.start()

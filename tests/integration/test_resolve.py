@@ -201,17 +201,20 @@ def test_per_agent_settings_from_the_config_file(make_daemon: Callable[..., Daem
     ops = "ops"
     with daemon.client() as client:
         first = client.resolve(DIRECT, agent=ops)
-        assert first.session_key == "global"
+        # The key names its store: a bare "global" would be the main agent's.
+        assert first.session_key == "agent:ops:global"
+        assert client.get(first.session_key) == first.session
         assert client.resolve({**DIRECT, "Body": "/new"}, agent=ops).reset_triggered is False
         fresh = client.resolve({**DIRECT, "Body": "/fresh start"}, agent=ops)
         assert (fresh.reset_triggered, fresh.body_stripped) == (True, "start")
-        backdate(client, "global", minutes=2, agent=ops)
+        backdate(client, "agent:ops:global", minutes=2)
         assert client.resolve(DIRECT, agent=ops).is_new  # ops idles out after 1 minute
         # Request overrides beat the agent's settings; the main agent keeps the defaults.
         per_sender = client.resolve(DIRECT, scope="per-sender", reset_triggers=["/x"], agent=ops)
-        assert per_sender.session_key == MAIN
+        assert per_sender.session_key == "agent:ops:main"
         assert client.resolve({**DIRECT, "Body": "/new"}).reset_triggered is True
-        assert client.get("global", agent="main") is None
+        assert client.get("global") is None
+        assert client.get(MAIN) is not None
 
 
 CONCURRENT_RESOLVER = """

@@ -1,6 +1,7 @@
 """Store files the original gateway may leave behind, loaded by a real daemon.
 
-A directory where ``sessions.json`` belongs is moved aside like a corrupt file; a lone
+A directory where ``sessions.json`` belongs is refused, untouched (a store file must be a
+regular file: the daemon never reads, moves or writes through anything else); a lone
 surrogate the original wrote as ``"\\ud83d"`` survives a patch and a flush (replies
 show it as U+FFFD: msgpack strings are UTF-8); a ``null`` entry is not a session.
 """
@@ -10,23 +11,25 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+import pytest
+
+from sessiond_client import UnavailableError
 from tests.support.daemon import DaemonProcess
 
 
-def test_a_directory_at_the_store_path_is_moved_aside(
+def test_a_directory_at_the_store_path_is_refused_untouched(
     make_daemon: Callable[..., DaemonProcess],
 ) -> None:
     daemon = make_daemon()
     (daemon.store_path / "inside").mkdir(parents=True)
     daemon.start()
     with daemon.client() as client:
-        assert client.list().items == []
-        assert client.stats()["stores"]["main"]["corrupt_moved_to"]
-        client.patch("agent:main:new", {"label": "fresh"})
-        client.flush()
-    aside = list(daemon.store_path.parent.glob("sessions.json.corrupt-*"))
-    assert len(aside) == 1 and (aside[0] / "inside").is_dir()
-    assert list(json.loads(daemon.store_path.read_text())) == ["agent:main:new"]
+        for call in (client.list, lambda: client.patch("agent:main:new", {"label": "x"})):
+            with pytest.raises(UnavailableError, match="is a directory, not a regular file"):
+                call()
+        assert "main" in client.stats()["unavailable_stores"]
+    assert (daemon.store_path / "inside").is_dir()
+    assert sorted(p.name for p in daemon.store_path.parent.iterdir()) == ["sessions.json"]
 
 
 def test_a_lone_surrogate_written_by_the_original_survives(

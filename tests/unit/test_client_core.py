@@ -201,11 +201,41 @@ def test_resolve_result_becomes_a_resolution() -> None:
 
 
 def test_hello_result_becomes_server_info() -> None:
+    limits = {
+        "max_frame_bytes": 1024,
+        "max_reply_bytes": 2048,
+        "max_key_bytes": 64,
+        "max_entry_bytes": 512,
+        "max_keys_per_request": 5,
+        "max_list_limit": 7,
+        "max_depth": 8,
+        "max_fields": 99,
+        "max_inflight_per_connection": 3,
+    }
     info = result_of(
         _core.hello_call("bot"),
-        {"protocol": 1, "server": "sessiond", "version": "9.9", "max_frame_bytes": 1024},
+        {"protocol": 1, "server": "sessiond", "version": "9.9", "protocols": [1], **limits},
     )
-    assert info == ServerInfo(1, "sessiond", "9.9", 1024)
+    assert info == ServerInfo(protocol=1, server="sessiond", version="9.9", **limits)
+
+
+def test_hello_from_an_older_daemon_gets_the_default_limits() -> None:
+    info = result_of(
+        _core.hello_call("bot"),
+        {"protocol": 1, "server": "sessiond", "version": "0.1", "max_frame_bytes": 1024},
+    )
+    assert (info.max_frame_bytes, info.max_reply_bytes, info.max_depth) == (1024, 16 << 20, 32)
+
+
+def test_write_results_carry_the_seq_of_their_reply() -> None:
+    reply = msgspec.msgpack.encode(
+        {"id": 1, "ok": True, "seq": 41, "result": {"key": "k", "entry": ENTRY, "revision": "r"}}
+    )
+    call = _core.patch_call(key="k", patch={}, agent=None, if_revision=None, durable=False)
+    session = _core.reply_result(_core.decode_reply(reply), call.convert)
+    assert (session.key, session.seq) == ("k", 41)
+    read = _core.reply_result(_core.decode_reply(ok_reply(None)), _core.get_call("k", None).convert)
+    assert read is None
 
 
 def test_delete_and_flush_results_are_booleans() -> None:
@@ -399,7 +429,7 @@ def test_patch_from_update() -> None:
     assert copied == {"a": 1}
     assert copied is not patch
     with pytest.raises(TypeError):
-        _core.patch_from_update(["a"])  # type: ignore[arg-type]
+        _core.patch_from_update(["a"])
 
 
 def test_request_tokens_are_unique_and_differ_after_fork() -> None:

@@ -13,6 +13,7 @@ import pytest
 from sessiond_client import errors
 from sessiond_client.errors import (
     BusyError,
+    CompactedError,
     ConflictError,
     ConnectionLostError,
     DaemonUnavailableError,
@@ -20,6 +21,7 @@ from sessiond_client.errors import (
     FrameTooLargeError,
     InternalError,
     InvalidRequestError,
+    LaggedError,
     NotFoundError,
     ProtocolError,
     RequestTimeoutError,
@@ -45,6 +47,8 @@ CODE_TO_CLASS: dict[str, type[ServerError]] = {
     "busy": BusyError,
     "shutting_down": ShuttingDownError,
     "internal": InternalError,
+    "compacted": CompactedError,
+    "lagged": LaggedError,
 }
 
 

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sessiond.entries import StoredEntry, encode_entry
-from sessiond.listing import ListFilter, decode_cursor, encode_cursor, select_page
+from sessiond.listing import ListFilter, SortKey, decode_cursor, encode_cursor, select_page
 from sessiond_client.errors import InvalidRequestError
 
 NO_FILTER = ListFilter()
@@ -34,13 +34,18 @@ def all_pages(
     pages: list[list[str]] = []
     after = None
     while True:
-        page, cursor = select_page(entries.items(), selection, limit=limit, after=after)
-        pages.append([key for key, _ in page])
+        page, has_more = select_page(entries.items(), selection, limit=limit, after=after)
+        pages.append([key for _, key, _ in page])
         assert len(page) <= limit
-        if cursor is None:
+        if not has_more:
             return pages
-        after = decode_cursor(cursor)
+        # The dispatcher's cursor: the position of the last item kept.
+        after = decode_cursor(encode_cursor(page[-1][0]))
         assert len(pages) <= len(entries) + 1, "paging does not terminate"
+
+
+def keys_of(page: list[tuple[SortKey, str, StoredEntry]]) -> list[str]:
+    return [key for _, key, _ in page]
 
 
 def test_newest_first() -> None:
@@ -51,15 +56,15 @@ def test_newest_first() -> None:
             "middle": {"updatedAt": 200},
         }
     )
-    page, cursor = select_page(entries.items(), NO_FILTER, limit=10, after=None)
-    assert [key for key, _ in page] == ["newest", "middle", "old"]
-    assert cursor is None
+    page, has_more = select_page(entries.items(), NO_FILTER, limit=10, after=None)
+    assert keys_of(page) == ["newest", "middle", "old"]
+    assert has_more is False
 
 
 def test_ties_are_broken_by_key_ascending() -> None:
     entries = entries_of({"b": {"updatedAt": 5}, "c": {"updatedAt": 5}, "a": {"updatedAt": 5}})
     page, _ = select_page(entries.items(), NO_FILTER, limit=10, after=None)
-    assert [key for key, _ in page] == ["a", "b", "c"]
+    assert keys_of(page) == ["a", "b", "c"]
 
 
 def test_entries_without_a_usable_updated_at_sort_as_oldest() -> None:
@@ -67,27 +72,32 @@ def test_entries_without_a_usable_updated_at_sort_as_oldest() -> None:
         {"none": {"sessionId": "x"}, "text": "not an object", "real": {"updatedAt": 1}}
     )
     page, _ = select_page(entries.items(), NO_FILTER, limit=10, after=None)
-    assert [key for key, _ in page] == ["real", "none", "text"]
+    assert keys_of(page) == ["real", "none", "text"]
 
 
-def test_the_page_returns_the_stored_entries() -> None:
-    entries = entries_of({"a": {"updatedAt": 1}})
-    page, _ = select_page(entries.items(), NO_FILTER, limit=1, after=None)
-    assert page == [("a", entries["a"])]
+def test_the_page_returns_the_stored_entries_with_their_sort_positions() -> None:
+    entries = entries_of({"a": {"updatedAt": 1}, "b": {"sessionId": "x"}})
+    page, _ = select_page(entries.items(), NO_FILTER, limit=2, after=None)
+    assert page == [
+        ((-1.0, "a"), "a", entries["a"]),
+        ((-entries["b"].updated_at_ms, "b"), "b", entries["b"]),
+    ]
+    assert page[0][2] is entries["a"]
 
 
 def test_limit_cuts_the_page_and_gives_a_cursor_only_if_more_remain() -> None:
     entries = entries_of({f"k{i}": {"updatedAt": i} for i in range(5)})
-    page, cursor = select_page(entries.items(), NO_FILTER, limit=3, after=None)
-    assert [key for key, _ in page] == ["k4", "k3", "k2"]
-    assert cursor is not None
-    page, cursor = select_page(entries.items(), NO_FILTER, limit=2, after=decode_cursor(cursor))
-    assert [key for key, _ in page] == ["k1", "k0"]
-    assert cursor is None  # exactly exhausted: no empty last page
+    page, has_more = select_page(entries.items(), NO_FILTER, limit=3, after=None)
+    assert keys_of(page) == ["k4", "k3", "k2"]
+    assert has_more is True
+    after = decode_cursor(encode_cursor(page[-1][0]))
+    page, has_more = select_page(entries.items(), NO_FILTER, limit=2, after=after)
+    assert keys_of(page) == ["k1", "k0"]
+    assert has_more is False  # exactly exhausted: no empty last page
 
 
 def test_empty_store() -> None:
-    assert select_page({}.items(), NO_FILTER, limit=5, after=None) == ([], None)
+    assert select_page({}.items(), NO_FILTER, limit=5, after=None) == ([], False)
 
 
 @pytest.mark.parametrize("limit", [1, 2, 3, 7, 100])
@@ -116,14 +126,15 @@ def test_paging_property(updated: dict[str, float], limit: int) -> None:
 
 def test_entries_changed_between_pages_are_not_repeated() -> None:
     entries = entries_of({f"k{i}": {"updatedAt": i} for i in range(6)})
-    page, cursor = select_page(entries.items(), NO_FILTER, limit=2, after=None)
-    assert [key for key, _ in page] == ["k5", "k4"]
-    assert cursor is not None
+    page, has_more = select_page(entries.items(), NO_FILTER, limit=2, after=None)
+    assert keys_of(page) == ["k5", "k4"]
+    assert has_more is True
+    cursor = encode_cursor(page[-1][0])
     # k4 is touched (moves ahead of the cursor) and a new newest entry appears.
     entries["k4"] = encode_entry({"updatedAt": 100})
     entries["new"] = encode_entry({"updatedAt": 200})
     rest, _ = select_page(entries.items(), NO_FILTER, limit=10, after=decode_cursor(cursor))
-    assert [key for key, _ in rest] == ["k3", "k2", "k1", "k0"]
+    assert keys_of(rest) == ["k3", "k2", "k1", "k0"]
 
 
 # --- filters ----------------------------------------------------------------------------------
@@ -144,7 +155,7 @@ def mixed() -> dict[str, StoredEntry]:
 
 def keys_for(entries: dict[str, StoredEntry], selection: ListFilter) -> list[str]:
     page, _ = select_page(entries.items(), selection, limit=100, after=None)
-    return [key for key, _ in page]
+    return keys_of(page)
 
 
 def test_prefix_filter(mixed: dict[str, StoredEntry]) -> None:
@@ -215,3 +226,23 @@ def test_cursor_round_trip(position: tuple[float, str]) -> None:
 def test_malformed_cursor_is_an_invalid_request(cursor: str) -> None:
     with pytest.raises(InvalidRequestError):
         decode_cursor(cursor)
+
+
+@pytest.mark.parametrize("limit", [1, 3, 4, 5, 10])
+def test_has_more_is_true_exactly_when_matches_remain(limit: int) -> None:
+    entries = entries_of(
+        {f"k{i}": {"updatedAt": i, "label": "x" if i % 2 else "y"} for i in range(8)}
+    )
+    selection = ListFilter(label="x")  # 4 matches: k7, k5, k3, k1
+    page, has_more = select_page(entries.items(), selection, limit=limit, after=None)
+    assert keys_of(page) == ["k7", "k5", "k3", "k1"][:limit]
+    assert has_more is (limit < 4)
+
+
+def test_each_sort_position_is_negated_updated_at_then_key() -> None:
+    entries = entries_of({"a": {"updatedAt": 7}, "b": {"updatedAt": 3.5}, "c": "text"})
+    page, _ = select_page(entries.items(), NO_FILTER, limit=10, after=None)
+    assert [position for position, _, _ in page] == [
+        (-entries[key].updated_at_ms, key) for key in ("a", "b", "c")
+    ]
+    assert page[0][0] == (-7.0, "a") and page[1][0] == (-3.5, "b")

@@ -25,7 +25,9 @@ from sessiond_client.protocol import (
     GetManyRequest,
     GetRequest,
     HelloRequest,
+    HelloResult,
     ListRequest,
+    ListResult,
     OkReply,
     PatchRequest,
     ReplaceRequest,
@@ -143,12 +145,19 @@ def test_frame_at_the_limit_is_accepted() -> None:
     assert decoder.feed(frame(b"12345678")) == [b"12345678"]
 
 
+def test_a_fresh_decoder_has_no_error() -> None:
+    decoder = FrameDecoder(max_frame_bytes=8)
+    assert decoder.error is None
+    assert decoder.max_frame_bytes == 8
+
+
 def test_oversize_header_is_rejected_before_any_payload_arrives() -> None:
     decoder = FrameDecoder(max_frame_bytes=8)
-    with pytest.raises(FrameTooLargeError) as raised:
-        decoder.feed(struct.pack(">I", 9))
-    assert raised.value.code == "frame_too_large"
-    assert "9" in str(raised.value)
+    assert decoder.feed(struct.pack(">I", 9)) == []
+    assert isinstance(decoder.error, FrameTooLargeError)
+    assert decoder.error.code == "frame_too_large"
+    assert "9" in str(decoder.error)
+    assert decoder.buffered_bytes == 0
 
 
 def test_oversize_header_fed_byte_by_byte_fails_on_the_fourth_byte() -> None:
@@ -156,8 +165,9 @@ def test_oversize_header_fed_byte_by_byte_fails_on_the_fourth_byte() -> None:
     decoder = FrameDecoder()
     for byte in header[:3]:
         assert decoder.feed(bytes([byte])) == []
-    with pytest.raises(FrameTooLargeError):
-        decoder.feed(header[3:])
+        assert decoder.error is None
+    assert decoder.feed(header[3:]) == []
+    assert isinstance(decoder.error, FrameTooLargeError)
     # Nothing beyond the header was ever held.
     assert decoder.buffered_bytes <= 4
 
@@ -165,8 +175,42 @@ def test_oversize_header_fed_byte_by_byte_fails_on_the_fourth_byte() -> None:
 def test_oversize_frame_after_a_good_one_is_still_rejected() -> None:
     decoder = FrameDecoder(max_frame_bytes=4)
     assert decoder.feed(frame(b"ok")) == [b"ok"]
-    with pytest.raises(FrameTooLargeError):
-        decoder.feed(struct.pack(">I", 2**32 - 1) + b"junk")
+    assert decoder.error is None
+    assert decoder.feed(struct.pack(">I", 2**32 - 1) + b"junk") == []
+    assert isinstance(decoder.error, FrameTooLargeError)
+
+
+@pytest.mark.parametrize("buffered_first", [False, True])
+def test_frames_completed_before_an_oversize_one_are_returned(buffered_first: bool) -> None:
+    decoder = FrameDecoder(max_frame_bytes=8)
+    stream = frame(b"one") + frame(b"two") + struct.pack(">I", 9) + b"x" * 9 + frame(b"after")
+    if buffered_first:  # the same, with a partial frame already held by the decoder
+        assert decoder.feed(stream[:2]) == []
+        stream = stream[2:]
+    assert decoder.feed(stream) == [b"one", b"two"]
+    assert isinstance(decoder.error, FrameTooLargeError)
+    assert decoder.buffered_bytes == 0
+
+
+def test_after_an_oversize_frame_nothing_more_is_decoded() -> None:
+    decoder = FrameDecoder(max_frame_bytes=8)
+    decoder.feed(struct.pack(">I", 100))
+    error = decoder.error
+    assert error is not None
+    assert decoder.feed(frame(b"fine")) == []
+    assert decoder.feed(frame(b"also fine") + frame(b"x")) == []
+    assert decoder.error is error
+    assert decoder.buffered_bytes == 0
+
+
+def test_the_frame_limit_can_be_changed_for_later_frames() -> None:
+    decoder = FrameDecoder(max_frame_bytes=4)
+    decoder.max_frame_bytes = 16
+    assert decoder.max_frame_bytes == 16
+    assert decoder.feed(frame(b"0123456789")) == [b"0123456789"]
+    decoder.max_frame_bytes = 2
+    assert decoder.feed(frame(b"abc")) == []
+    assert isinstance(decoder.error, FrameTooLargeError)
 
 
 # --- requests -------------------------------------------------------------------------------
@@ -227,12 +271,65 @@ def test_every_op_has_a_request_struct() -> None:
     assert tags == DESIGN_OPS
 
 
-def test_exactly_the_write_ops_take_durable_and_a_request_token() -> None:
+def test_exactly_the_write_ops_take_durable_a_request_token_and_if_revision() -> None:
     for cls in Request.__args__:
         is_write = cls.__struct_config__.tag in WRITE_OPS
         assert issubclass(cls, WriteRequestBase) is is_write, cls
         fields = set(cls.__struct_fields__)
-        assert ({"durable", "request_token"} <= fields) is is_write, cls
+        assert ({"durable", "request_token", "if_revision"} <= fields) is is_write, cls
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"op": "patch", "key": "k", "patch": {}},
+        {"op": "update", "key": "k", "patch": {}},
+        {"op": "replace", "key": "k", "entry": {}},
+        {"op": "update_last_route", "key": "k"},
+        {"op": "delete", "key": "k"},
+        {"op": "resolve", "ctx": {}},
+    ],
+)
+def test_every_write_takes_if_revision(message: dict[str, Any]) -> None:
+    request = decode_request({**message, "id": 1, "if_revision": "rev-1"})
+    assert isinstance(request, WriteRequestBase)
+    assert request.if_revision == "rev-1"
+    plain = decode_request({**message, "id": 1})
+    assert isinstance(plain, WriteRequestBase)
+    assert plain.if_revision is None
+    assert "if_revision" not in msgspec.msgpack.decode(msgspec.msgpack.encode(plain))
+
+
+def test_exactly_patch_and_replace_take_if_absent() -> None:
+    takes = {cls for cls in Request.__args__ if "if_absent" in cls.__struct_fields__}
+    assert takes == {PatchRequest, ReplaceRequest}
+    patch = decode_request({"op": "patch", "id": 1, "key": "k", "patch": {}, "if_absent": True})
+    assert isinstance(patch, PatchRequest) and patch.if_absent is True
+    replace = decode_request({"op": "replace", "id": 1, "key": "k", "entry": {}})
+    assert isinstance(replace, ReplaceRequest) and replace.if_absent is False
+
+
+def test_exactly_the_reads_take_a_fields_projection() -> None:
+    takes = {cls for cls in Request.__args__ if "fields" in cls.__struct_fields__}
+    assert takes == {GetRequest, GetManyRequest, ListRequest}
+    for message in (
+        {"op": "get", "key": "k"},
+        {"op": "get_many", "keys": ["k"]},
+        {"op": "list"},
+    ):
+        request = decode_request({**message, "id": 1, "fields": ["label", "model"]})
+        plain = decode_request({**message, "id": 1})
+        assert isinstance(request, GetRequest | GetManyRequest | ListRequest)
+        assert isinstance(plain, GetRequest | GetManyRequest | ListRequest)
+        assert request.fields == ["label", "model"]
+        assert plain.fields is None
+
+
+def test_fields_must_be_a_list_of_strings() -> None:
+    with pytest.raises(msgspec.ValidationError):
+        decode_request({"op": "get", "id": 1, "key": "k", "fields": "label"})
+    with pytest.raises(msgspec.ValidationError):
+        decode_request({"op": "get", "id": 1, "key": "k", "fields": [1]})
 
 
 def test_request_token_round_trips_and_defaults_to_none() -> None:
@@ -298,7 +395,7 @@ def test_envelope_reads_id_and_op_of_anything() -> None:
 
 
 def test_ok_and_error_replies_have_the_documented_shape() -> None:
-    ok = msgspec.msgpack.decode(msgspec.msgpack.encode(OkReply(3, {"x": 1})))
+    ok = msgspec.msgpack.decode(msgspec.msgpack.encode(OkReply(3, True, {"x": 1})))
     assert ok == {"id": 3, "ok": True, "result": {"x": 1}}
     error = msgspec.msgpack.decode(
         msgspec.msgpack.encode(ErrorReply(4, ErrorBody("conflict", "nope")))
@@ -307,7 +404,77 @@ def test_ok_and_error_replies_have_the_documented_shape() -> None:
 
 
 def test_reply_keeps_the_result_raw() -> None:
-    raw = msgspec.msgpack.encode(OkReply(1, {"key": "k"}))
+    raw = msgspec.msgpack.encode(OkReply(1, True, {"key": "k"}))
     reply = msgspec.msgpack.decode(raw, type=Reply)
     assert reply.ok
     assert msgspec.msgpack.decode(reply.result) == {"key": "k"}
+    assert reply.seq is None
+
+
+def test_an_ok_reply_carries_seq_only_when_set() -> None:
+    with_seq = msgspec.msgpack.decode(msgspec.msgpack.encode(OkReply(5, True, None, seq=17)))
+    assert with_seq == {"id": 5, "ok": True, "result": None, "seq": 17}
+    without = msgspec.msgpack.decode(msgspec.msgpack.encode(OkReply(5, True, None)))
+    assert without == {"id": 5, "ok": True, "result": None}  # a null result is kept
+
+
+def test_reply_reads_seq() -> None:
+    raw = msgspec.msgpack.encode(OkReply(2, True, {"key": "k"}, seq=9))
+    reply = msgspec.msgpack.decode(raw, type=Reply)
+    assert reply.seq == 9
+    assert msgspec.msgpack.decode(reply.result) == {"key": "k"}
+
+
+def test_list_result_seq_defaults_to_zero_for_an_older_daemon() -> None:
+    old = msgspec.msgpack.encode({"items": [], "cursor": None})
+    assert msgspec.msgpack.decode(old, type=ListResult) == ListResult([], None, 0)
+    new = msgspec.msgpack.encode({"items": [], "cursor": "c", "seq": 41})
+    assert msgspec.msgpack.decode(new, type=ListResult).seq == 41
+
+
+def test_hello_result_of_an_older_daemon_takes_the_defaults() -> None:
+    old = msgspec.msgpack.encode(
+        {"protocol": 1, "server": "sessiond", "version": "0.1", "max_frame_bytes": 1024}
+    )
+    hello = msgspec.msgpack.decode(old, type=HelloResult)
+    assert (hello.protocol, hello.server, hello.version) == (1, "sessiond", "0.1")
+    assert hello.max_frame_bytes == 1024
+    assert hello.protocols == [PROTOCOL_VERSION]
+    assert hello.max_keys_per_request > 0 and hello.max_list_limit > 0
+
+
+def test_hello_result_is_keyword_only_and_round_trips_every_limit() -> None:
+    with pytest.raises(TypeError):
+        HelloResult(1, "sessiond", "1.0", 1024)  # type: ignore[call-arg]
+    hello = HelloResult(
+        protocol=1,
+        server="sessiond",
+        version="1.0",
+        max_frame_bytes=1,
+        max_reply_bytes=2,
+        max_key_bytes=3,
+        max_entry_bytes=4,
+        max_keys_per_request=5,
+        max_list_limit=6,
+        max_depth=7,
+        max_fields=8,
+        max_inflight_per_connection=9,
+        protocols=[1, 2],
+    )
+    wire = msgspec.msgpack.decode(msgspec.msgpack.encode(hello))
+    assert wire == {
+        "protocol": 1,
+        "server": "sessiond",
+        "version": "1.0",
+        "max_frame_bytes": 1,
+        "max_reply_bytes": 2,
+        "max_key_bytes": 3,
+        "max_entry_bytes": 4,
+        "max_keys_per_request": 5,
+        "max_list_limit": 6,
+        "max_depth": 7,
+        "max_fields": 8,
+        "max_inflight_per_connection": 9,
+        "protocols": [1, 2],
+    }
+    assert msgspec.msgpack.decode(msgspec.msgpack.encode(hello), type=HelloResult) == hello

@@ -12,13 +12,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
 import pytest
 
 from sessiond.config import AgentSessionConfig
+from sessiond.dedup import RequestMemory
 from sessiond.entries import encode_entry
-from sessiond.resolve import PER_SESSION_FIELDS, ResolveOptions, resolve_session
-from sessiond.store import SessionStore
-from sessiond_client.errors import InvalidRequestError
+from sessiond.resolve import (
+    PER_SESSION_FIELDS,
+    ResolveOptions,
+    resolve_session,
+    session_key_for,
+)
+from sessiond.store import Change, SessionStore
+from sessiond_client.errors import ConflictError, InvalidRequestError
 from sessiond_client.protocol import ResolveRequest, ResolveResult
 
 T0 = 1_700_000_000_000
@@ -38,29 +45,45 @@ class Clock:
 class World:
     """A store, its clock and a resolve() that uses them."""
 
-    def __init__(self) -> None:
+    def __init__(self, agent: str = "main") -> None:
         self.clock = Clock()
         self.ids = 0
         self.store = SessionStore(
-            "main", clock_ms=self.clock, new_session_id=self.next_id, on_change=self.note
+            agent,
+            clock_ms=self.clock,
+            new_session_id=self.next_id,
+            on_change=self.note,
+            requests=RequestMemory(max_entries=100, ttl_s=60.0, clock_s=lambda: 0.0),
         )
-        self.changes: list[str] = []
+        self.changes: list[Change] = []
 
     def next_id(self) -> str:
         self.ids += 1
         return f"sess-{self.ids}"
 
-    def note(self, agent: str, key: str, entry: object, token: str | None) -> None:
-        self.changes.append(key)
+    def note(self, change: Change) -> None:
+        self.changes.append(change)
 
-    def resolve(self, ctx: Mapping[str, Any], **options: Any) -> ResolveResult:
-        return resolve_session(
+    def resolve(
+        self,
+        ctx: Mapping[str, Any],
+        *,
+        token: str | None = None,
+        if_revision: str | None = None,
+        **options: Any,
+    ) -> ResolveResult:
+        """The result with its entry decoded (it travels as msgpack bytes)."""
+        result = resolve_session(
             self.store,
             ctx,
             ResolveOptions(**options),
             check_key=lambda key: key,
             transcripts_dir=TRANSCRIPTS,
+            token=token,
+            if_revision=if_revision,
         )
+        assert isinstance(result.entry, msgspec.Raw)
+        return msgspec.structs.replace(result, entry=msgspec.msgpack.decode(result.entry))
 
     def later(self, minutes: float) -> None:
         self.clock.now_ms += int(minutes * MINUTE_MS)
@@ -320,3 +343,152 @@ def test_a_null_entry_is_replaced(world: World) -> None:
 def test_a_non_string_text_field_is_an_invalid_request(world: World) -> None:
     with pytest.raises(InvalidRequestError):
         world.resolve({**DIRECT, "CommandBody": 5})
+
+
+# --- the result's entry -----------------------------------------------------------------------
+
+
+def test_the_result_entry_is_the_stored_entry_as_msgpack(world: World) -> None:
+    result = resolve_session(
+        world.store, DIRECT, ResolveOptions(), check_key=lambda key: key, transcripts_dir="/t"
+    )
+    assert isinstance(result.entry, msgspec.Raw)
+    stored = world.store.get(result.session_key)
+    assert stored is not None
+    assert msgspec.msgpack.decode(result.entry) == stored.value()
+    assert bytes(result.entry) == bytes(world.store.wire_value(result.session_key, stored))
+
+
+def test_a_resolve_reports_its_change_with_its_token_and_op(world: World) -> None:
+    result = world.resolve(DIRECT, token="tok-1")
+    stored = world.store.get(result.session_key)
+    assert world.changes == [Change(1, "agent:main:main", stored, "tok-1", "resolve")]
+    remembered = world.store.requests.lookup("tok-1")
+    assert remembered is not None
+    assert (remembered.key, remembered.op, remembered.seq) == ("agent:main:main", "resolve", 1)
+
+
+def test_a_legacy_key_move_is_reported_as_part_of_the_resolve(world: World) -> None:
+    world.store.entries["group:12036@g.us"] = encode_entry({"sessionId": "old", "updatedAt": T0})
+    world.resolve({"From": "12036@g.us", "Provider": "whatsapp"}, token="tok")
+    new_key = "agent:main:whatsapp:group:12036@g.us"
+    assert [(c.key, c.entry is None, c.op) for c in world.changes] == [
+        (new_key, False, "resolve"),
+        ("group:12036@g.us", True, "resolve"),
+        (new_key, False, "resolve"),
+    ]
+    # Only the final change completes the request (and carries its token).
+    assert [c.token for c in world.changes] == [None, None, "tok"]
+    assert world.store.seq == 3
+
+
+# --- keys of other agents ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def ops() -> World:
+    return World("ops")
+
+
+def test_a_direct_session_of_another_agent_is_spelled_with_its_id(ops: World) -> None:
+    result = ops.resolve(DIRECT)
+    assert result.session_key == "agent:ops:main"
+    assert ops.store.get("agent:ops:main") is not None
+    assert ops.store.get("agent:main:main") is None
+
+
+def test_the_global_scope_of_another_agent_is_its_own_global_key(ops: World) -> None:
+    assert ops.resolve(DIRECT, scope="global").session_key == "agent:ops:global"
+
+
+def test_the_default_agent_keeps_the_gateway_keys(world: World) -> None:
+    assert world.resolve(DIRECT).session_key == "agent:main:main"
+    assert world.resolve(DIRECT, scope="global").session_key == "global"
+
+
+def test_a_main_key_and_a_group_key_of_another_agent(ops: World) -> None:
+    assert ops.resolve(DIRECT, main_key="home").session_key == "agent:ops:home"
+    group = ops.resolve({"From": "12036@g.us", "Provider": "whatsapp"})
+    assert group.session_key == "agent:ops:whatsapp:group:12036@g.us"
+
+
+@pytest.mark.parametrize(
+    ("agent", "scope", "expected"),
+    [
+        ("main", "per-sender", "agent:main:main"),
+        ("main", "global", "global"),
+        ("ops", "per-sender", "agent:ops:main"),
+        ("ops", "global", "agent:ops:global"),
+        ("Team_2", "per-sender", "agent:Team_2:main"),
+    ],
+)
+def test_session_key_for(agent: str, scope: str, expected: str) -> None:
+    assert session_key_for(agent, ResolveOptions(scope=scope), DIRECT) == expected
+
+
+def test_an_explicit_session_key_of_the_agent_is_used_as_given(ops: World) -> None:
+    result = ops.resolve({**DIRECT, "SessionKey": "agent:ops:custom:thing"})
+    assert result.session_key == "agent:ops:custom:thing"
+
+
+@pytest.mark.parametrize(
+    ("agent", "session_key"),
+    [("ops", "agent:main:main"), ("ops", "global"), ("ops", "custom"), ("main", "agent:ops:x")],
+)
+def test_an_explicit_session_key_of_another_agent_is_refused(agent: str, session_key: str) -> None:
+    world = World(agent)
+    with pytest.raises(InvalidRequestError) as raised:
+        world.resolve({**DIRECT, "SessionKey": session_key})
+    assert repr(agent) in str(raised.value)
+    assert world.changes == []
+    assert len(world.store) == 0
+
+
+def test_an_explicit_session_key_of_the_default_agent_is_kept(world: World) -> None:
+    assert world.resolve({**DIRECT, "SessionKey": "custom"}).session_key == "custom"
+
+
+# --- if_revision ------------------------------------------------------------------------------
+
+
+def test_resolve_with_the_current_revision_applies(world: World) -> None:
+    first = world.resolve(DIRECT)
+    world.later(1)
+    second = world.resolve(DIRECT, if_revision=first.revision)
+    assert (second.session_id, second.is_new) == (first.session_id, False)
+    assert second.revision != first.revision
+
+
+def test_resolve_with_a_stale_revision_conflicts_and_changes_nothing(world: World) -> None:
+    first = world.resolve(DIRECT)
+    world.later(1)
+    world.store.patch("agent:main:main", {"label": "moved on"})
+    current = world.store.get("agent:main:main")
+    seq, ids = world.store.seq, world.ids
+    with pytest.raises(ConflictError):
+        world.resolve({**DIRECT, "Body": "/new"}, if_revision=first.revision, token="t")
+    assert world.store.get("agent:main:main") is current
+    assert (world.store.seq, world.ids) == (seq, ids)
+    assert world.store.requests.lookup("t") is None
+
+
+def test_resolve_with_a_revision_of_a_missing_session_conflicts(world: World) -> None:
+    with pytest.raises(ConflictError):
+        world.resolve(DIRECT, if_revision="0123456789abcdef")
+    assert len(world.store) == 0
+    assert world.changes == []
+
+
+def test_if_revision_names_the_legacy_entry_that_will_move(world: World) -> None:
+    legacy = encode_entry({"sessionId": "old", "updatedAt": T0})
+    world.store.entries["group:12036@g.us"] = legacy
+    ctx = {"From": "12036@g.us", "Provider": "whatsapp"}
+    with pytest.raises(ConflictError):
+        world.resolve(ctx, if_revision="0123456789abcdef")
+    assert world.store.entries["group:12036@g.us"] is legacy  # not moved
+    assert world.changes == []
+    result = world.resolve(ctx, if_revision=legacy.revision)
+    assert (result.session_key, result.session_id) == (
+        "agent:main:whatsapp:group:12036@g.us",
+        "old",
+    )

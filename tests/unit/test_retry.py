@@ -27,29 +27,23 @@ from sessiond_client.errors import (
 )
 from sessiond_client.retry import Backoff, RetryPolicy
 
-policy = RetryPolicy()
 
-
-@pytest.mark.parametrize("retry_safe", [True, False])
 @pytest.mark.parametrize(
     "error",
-    [DaemonUnavailableError("refused"), ShuttingDownError("bye"), BusyError("full")],
+    [
+        DaemonUnavailableError("refused"),
+        ShuttingDownError("bye"),
+        BusyError("full"),
+        ConnectionLostError("eof"),
+    ],
     ids=type,
 )
-def test_nothing_was_applied_so_every_call_is_retried(
-    retry_safe: bool, error: SessiondError
-) -> None:
-    assert policy.should_retry(error, retry_safe=retry_safe, elapsed_s=0.0)
+def test_calls_in_flight_are_resent_after_these(error: SessiondError) -> None:
+    # Nothing was applied (refused, shutting down, not reached), or the connection broke
+    # and every call carries what makes a resend safe (reads; writes' request tokens).
+    assert RetryPolicy.resendable(error)
 
 
-def test_lost_connection_retries_only_retry_safe_calls() -> None:
-    # The daemon may have applied the request before the connection broke: only a call
-    # that cannot be applied twice (a read, or a write with a request token) is resent.
-    assert policy.should_retry(ConnectionLostError("eof"), retry_safe=True, elapsed_s=0.0)
-    assert not policy.should_retry(ConnectionLostError("eof"), retry_safe=False, elapsed_s=0.0)
-
-
-@pytest.mark.parametrize("retry_safe", [True, False])
 @pytest.mark.parametrize(
     "error",
     [
@@ -67,19 +61,16 @@ def test_lost_connection_retries_only_retry_safe_calls() -> None:
     ],
     ids=type,
 )
-def test_other_errors_are_never_retried(retry_safe: bool, error: SessiondError) -> None:
+def test_other_errors_are_never_resent(error: SessiondError) -> None:
     # A timeout means the caller's deadline has passed; the rest are answers a repeat
     # would not change.
-    assert not policy.should_retry(error, retry_safe=retry_safe, elapsed_s=0.0)
+    assert not RetryPolicy.resendable(error)
 
 
-def test_retries_stop_once_the_reconnect_timeout_has_passed() -> None:
-    short = RetryPolicy(reconnect_timeout_s=2.0)
-    error = DaemonUnavailableError("refused")
-    assert short.should_retry(error, retry_safe=True, elapsed_s=1.999)
-    assert not short.should_retry(error, retry_safe=True, elapsed_s=2.0)
-    assert not short.should_retry(error, retry_safe=True, elapsed_s=60.0)
-    assert not short.should_retry(ConnectionLostError("eof"), retry_safe=True, elapsed_s=2.5)
+def test_the_budget_is_short_until_the_daemon_has_been_reached() -> None:
+    policy = RetryPolicy(reconnect_timeout_s=10.0, first_connect_timeout_s=1.0)
+    assert policy.budget_s(ever_connected=False) == 1.0
+    assert policy.budget_s(ever_connected=True) == 10.0
 
 
 def test_backoff_ceiling_doubles_up_to_the_cap() -> None:

@@ -9,10 +9,12 @@ from collections.abc import Callable, Iterator
 from itertools import count
 from typing import Any
 
+import msgspec
 import pytest
 
+from sessiond.dedup import RequestMemory
 from sessiond.entries import StoredEntry, encode_entry
-from sessiond.store import SessionStore
+from sessiond.store import Change, SessionStore
 from sessiond_client.errors import ConflictError, InvalidRequestError
 
 AGENT = "main"
@@ -30,17 +32,29 @@ class Clock:
 
 
 class Changes:
-    """Records every ``on_change`` call (the request tokens separately)."""
+    """Records every ``on_change`` call."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, str, StoredEntry | None]] = []
-        self.tokens: list[str | None] = []
+        self.changes: list[Change] = []
 
-    def __call__(
-        self, agent_id: str, key: str, entry: StoredEntry | None, token: str | None
-    ) -> None:
-        self.calls.append((agent_id, key, entry))
-        self.tokens.append(token)
+    def __call__(self, change: Change) -> None:
+        self.changes.append(change)
+
+    @property
+    def calls(self) -> list[tuple[str, StoredEntry | None]]:
+        return [(change.key, change.entry) for change in self.changes]
+
+    @property
+    def tokens(self) -> list[str | None]:
+        return [change.token for change in self.changes]
+
+    @property
+    def ops(self) -> list[str | None]:
+        return [change.op for change in self.changes]
+
+    @property
+    def seqs(self) -> list[int]:
+        return [change.seq for change in self.changes]
 
 
 def id_source() -> Callable[[], str]:
@@ -329,9 +343,9 @@ def test_delete(store: SessionStore, changes: Changes) -> None:
     seed(store, "k", {"sessionId": "s", "updatedAt": 1})
     assert store.delete("k") is True
     assert store.get("k") is None
-    assert changes.calls == [(AGENT, "k", None)]
+    assert changes.calls == [("k", None)]
     assert store.delete("k") is False
-    assert changes.calls == [(AGENT, "k", None)]
+    assert changes.calls == [("k", None)]
 
 
 # --- compare-and-set --------------------------------------------------------------------------
@@ -341,6 +355,9 @@ WRITES: dict[str, Callable[[SessionStore, str | None], object]] = {
     "update": lambda s, rev: s.update("k", {"label": "y"}, if_revision=rev),
     "replace": lambda s, rev: s.replace("k", {"sessionId": "z"}, if_revision=rev),
     "delete": lambda s, rev: s.delete("k", if_revision=rev),
+    "update_last_route": lambda s, rev: s.update_last_route(
+        "k", provider="p", to="t", account_id=None, if_revision=rev
+    ),
 }
 
 
@@ -424,13 +441,15 @@ def test_each_change_is_reported_once_with_the_stored_entry(
     routed = store.update_last_route("c", provider="p", to="t", account_id=None)
     store.delete("b")
     assert changes.calls == [
-        (AGENT, "a", patched),
-        (AGENT, "a", updated),
-        (AGENT, "b", replaced),
-        (AGENT, "c", routed),
-        (AGENT, "b", None),
+        ("a", patched),
+        ("a", updated),
+        ("b", replaced),
+        ("c", routed),
+        ("b", None),
     ]
     assert changes.tokens == [None] * 5
+    assert changes.ops == ["patch", "update", "replace", "update_last_route", "delete"]
+    assert changes.seqs == [1, 2, 3, 4, 5]
 
 
 def test_the_request_token_of_a_write_is_reported_with_its_change(
@@ -446,7 +465,7 @@ def test_the_request_token_of_a_write_is_reported_with_its_change(
 
 def test_the_reported_entry_is_what_the_store_holds(store: SessionStore, changes: Changes) -> None:
     store.patch("k", {"label": "x"})
-    assert changes.calls[-1][2] is store.get("k")
+    assert changes.calls[-1][1] is store.get("k")
 
 
 def test_failed_writes_report_nothing(store: SessionStore, changes: Changes) -> None:
@@ -459,10 +478,18 @@ def test_failed_writes_report_nothing(store: SessionStore, changes: Changes) -> 
     assert changes.calls == []
 
 
-def test_the_agent_id_is_reported(clock: Clock, changes: Changes) -> None:
-    store = SessionStore("ops", clock_ms=clock, new_session_id=id_source(), on_change=changes)
-    store.patch("k", {})
-    assert changes.calls[0][0] == "ops"
+def test_each_store_numbers_its_own_changes(clock: Clock) -> None:
+    ops_changes, main_changes = Changes(), Changes()
+    ops = SessionStore("ops", clock_ms=clock, new_session_id=id_source(), on_change=ops_changes)
+    main = SessionStore(
+        AGENT, clock_ms=clock, new_session_id=id_source(), on_change=main_changes, seq=40
+    )
+    ops.patch("k", {})
+    main.patch("k", {})
+    ops.patch("k", {})
+    assert ops.agent_id == "ops"
+    assert ops_changes.seqs == [1, 2]
+    assert main_changes.seqs == [41]
 
 
 def test_items_and_len(store: SessionStore) -> None:
@@ -516,11 +543,250 @@ def test_a_lone_surrogate_survives_an_update(store: SessionStore) -> None:
 
 
 def test_wire_value_cache_never_serves_a_replaced_entry() -> None:
-    import msgspec
-
     store = SessionStore("main", clock_ms=lambda: 1_700_000_000_000, new_session_id=lambda: "s")
     first = store.patch("k", {"label": "one"})
     assert msgspec.msgpack.decode(store.wire_value("k", first).copy())["label"] == "one"
     second = store.patch("k", {"label": "two"})
     assert msgspec.msgpack.decode(store.wire_value("k", second).copy())["label"] == "two"
     assert store.wire_value("k", second) is store.wire_value("k", second)  # cached
+
+
+# --- sequence numbers and Change reports ------------------------------------------------------
+
+
+def test_seq_starts_from_the_constructor_and_counts_each_change(
+    clock: Clock, changes: Changes
+) -> None:
+    store = SessionStore(
+        AGENT, clock_ms=clock, new_session_id=id_source(), on_change=changes, seq=100
+    )
+    assert store.seq == 100
+    store.patch("a", {})
+    assert store.seq == 101
+    store.replace("b", {"sessionId": "s"})
+    store.delete("a")
+    assert store.seq == 103
+    assert changes.seqs == [101, 102, 103]
+
+
+def test_a_new_store_starts_at_seq_zero(store: SessionStore, changes: Changes) -> None:
+    assert store.seq == 0
+    store.patch("a", {})
+    assert changes.seqs == [1]
+
+
+def test_writes_that_change_nothing_do_not_move_seq(store: SessionStore, changes: Changes) -> None:
+    store.patch("a", {})
+    store.update("missing", {"x": 1})
+    store.delete("missing")
+    with pytest.raises(ConflictError):
+        store.patch("a", {}, if_revision="stale")
+    with pytest.raises(ConflictError):
+        store.patch("a", {}, if_absent=True)
+    with pytest.raises(InvalidRequestError):
+        store.replace("b", {"noSessionId": True})
+    assert store.seq == 1
+    assert changes.seqs == [1]
+
+
+def test_a_change_is_one_struct_with_seq_key_entry_token_and_op(
+    store: SessionStore, changes: Changes
+) -> None:
+    entry = store.patch("k", {"label": "x"}, token="tok-1")
+    store.delete("k", token="tok-2")
+    assert changes.changes == [
+        Change(1, "k", entry, "tok-1", "patch"),
+        Change(2, "k", None, "tok-2", "delete"),
+    ]
+
+
+def test_every_listener_sees_every_change(store: SessionStore, changes: Changes) -> None:
+    extra: list[Change] = []
+    store.listeners.append(extra.append)
+    store.patch("k", {})
+    assert extra == changes.changes
+    assert len(extra) == 1
+
+
+def test_store_value_stores_the_value_and_reports_its_token_and_op(
+    store: SessionStore, changes: Changes
+) -> None:
+    entry = store.store_value("k", {"sessionId": "s", "updatedAt": 7}, "tok", "resolve")
+    assert store.get("k") is entry
+    assert entry.value() == {"sessionId": "s", "updatedAt": 7}
+    assert changes.changes == [Change(1, "k", entry, "tok", "resolve")]
+
+
+def test_store_value_respects_the_size_limit(clock: Clock, changes: Changes) -> None:
+    store = SessionStore(
+        AGENT, clock_ms=clock, new_session_id=id_source(), on_change=changes, max_entry_bytes=50
+    )
+    with pytest.raises(InvalidRequestError):
+        store.store_value("k", {"sessionId": "s", "pad": "x" * 100})
+    assert store.get("k") is None
+    assert changes.changes == []
+
+
+def remembering_store(clock: Clock, changes: Changes) -> SessionStore:
+    memory = RequestMemory(max_entries=100, ttl_s=60.0, clock_s=lambda: 0.0)
+    return SessionStore(
+        AGENT,
+        clock_ms=clock,
+        new_session_id=id_source(),
+        on_change=changes,
+        requests=memory,
+        seq=10,
+    )
+
+
+def test_a_token_is_remembered_with_its_key_op_entry_and_seq(
+    clock: Clock, changes: Changes
+) -> None:
+    store = remembering_store(clock, changes)
+    entry = store.patch("k", {"label": "x"}, token="t1")
+    store.update_last_route("k", provider="p", to="x", account_id=None, token="t2")
+    store.delete("k", token="t3")
+    store.patch("other", {})  # no token: nothing remembered
+    first = store.requests.lookup("t1")
+    assert first is not None
+    assert (first.key, first.entry, first.deleted, first.op, first.seq) == (
+        "k",
+        entry,
+        False,
+        "patch",
+        11,
+    )
+    second = store.requests.lookup("t2")
+    assert second is not None and (second.op, second.seq) == ("update_last_route", 12)
+    third = store.requests.lookup("t3")
+    assert third is not None
+    assert (third.entry, third.deleted, third.op, third.seq) == (None, True, "delete", 13)
+    assert store.requests.live() == [
+        ("t1", "k", "patch"),
+        ("t2", "k", "update_last_route"),
+        ("t3", "k", "delete"),
+    ]
+
+
+def test_a_failed_write_does_not_remember_its_token(clock: Clock, changes: Changes) -> None:
+    store = remembering_store(clock, changes)
+    with pytest.raises(ConflictError):
+        store.patch("k", {}, if_revision="stale", token="t1")
+    assert store.update("missing", {}, token="t2") is None
+    assert store.requests.lookup("t1") is None
+    assert store.requests.lookup("t2") is None
+
+
+# --- check_revision and if_absent -------------------------------------------------------------
+
+
+def test_check_revision_returns_the_current_entry(store: SessionStore) -> None:
+    current = seed(store, "k", {"sessionId": "s", "updatedAt": 1})
+    assert store.check_revision("k", None) is current
+    assert store.check_revision("k", current.revision) is current
+    assert store.check_revision("missing", None) is None
+    assert store.check_revision("missing", None, if_absent=True) is None
+
+
+def test_check_revision_refuses_a_stale_or_missing_revision(store: SessionStore) -> None:
+    current = seed(store, "k", {"sessionId": "s", "updatedAt": 1})
+    with pytest.raises(ConflictError) as stale:
+        store.check_revision("k", "0000000000000000")
+    assert current.revision in str(stale.value)
+    with pytest.raises(ConflictError):
+        store.check_revision("missing", current.revision)
+
+
+def test_check_revision_if_absent_refuses_an_existing_entry(store: SessionStore) -> None:
+    current = seed(store, "k", {"sessionId": "s", "updatedAt": 1})
+    with pytest.raises(ConflictError) as raised:
+        store.check_revision("k", None, if_absent=True)
+    assert "exists" in str(raised.value)
+    with pytest.raises(ConflictError):
+        store.check_revision("k", current.revision, if_absent=True)
+
+
+IF_ABSENT_WRITES: dict[str, Callable[[SessionStore], StoredEntry]] = {
+    "patch": lambda s: s.patch("k", {"label": "new"}, if_absent=True),
+    "replace": lambda s: s.replace("k", {"sessionId": "new", "label": "new"}, if_absent=True),
+}
+
+
+@pytest.mark.parametrize("op", sorted(IF_ABSENT_WRITES))
+def test_if_absent_creates_a_missing_entry(op: str, store: SessionStore, changes: Changes) -> None:
+    created = IF_ABSENT_WRITES[op](store)
+    assert store.get("k") is created
+    assert created.value()["label"] == "new"
+    assert changes.ops == [op]
+
+
+@pytest.mark.parametrize("op", sorted(IF_ABSENT_WRITES))
+def test_if_absent_conflicts_with_an_existing_entry(
+    op: str, store: SessionStore, changes: Changes
+) -> None:
+    current = seed(store, "k", {"sessionId": "s", "updatedAt": 1, "label": "old"})
+    with pytest.raises(ConflictError):
+        IF_ABSENT_WRITES[op](store)
+    assert store.get("k") is current
+    assert changes.changes == []
+    assert store.seq == 0
+
+
+@pytest.mark.parametrize("op", sorted(IF_ABSENT_WRITES))
+def test_if_absent_treats_a_js_falsy_value_as_no_entry(op: str, store: SessionStore) -> None:
+    seed(store, "k", None)
+    assert IF_ABSENT_WRITES[op](store).value()["label"] == "new"
+
+
+def test_update_last_route_with_a_matching_revision_applies(
+    store: SessionStore, changes: Changes
+) -> None:
+    current = seed(store, "k", {"sessionId": "s", "updatedAt": 1})
+    routed = store.update_last_route(
+        "k", provider="p", to="x", account_id=None, if_revision=current.revision
+    )
+    assert routed.value()["lastTo"] == "x"
+    assert changes.calls == [("k", routed)]
+
+
+# --- wire values ------------------------------------------------------------------------------
+
+
+def decoded(raw: msgspec.Raw) -> Any:
+    return msgspec.msgpack.decode(raw)
+
+
+def test_wire_value_is_the_entry_as_msgpack(store: SessionStore) -> None:
+    value = {"sessionId": "s", "updatedAt": 5, "nested": [1, {"a": None}], "f": 1.5}
+    entry = seed(store, "k", value)
+    raw = store.wire_value("k", entry)
+    assert isinstance(raw, msgspec.Raw)
+    assert decoded(raw) == value
+
+
+@pytest.mark.parametrize(
+    ("wide", "expected"),
+    [
+        (2**64, float(2**64)),
+        (2**70 + 1, float(2**70 + 1)),
+        (-(2**63) - 1, float(-(2**63) - 1)),
+        (2**64 - 1, 2**64 - 1),  # still fits msgpack's uint64
+        (-(2**63), -(2**63)),  # still fits int64
+    ],
+)
+def test_wire_value_turns_integers_wider_than_64_bits_into_floats(
+    store: SessionStore, wide: int, expected: int | float
+) -> None:
+    entry = seed(store, "k", {"sessionId": "s", "n": wide, "deep": [{"m": wide}]})
+    value = decoded(store.wire_value("k", entry))
+    assert value["n"] == expected and type(value["n"]) is type(expected)
+    assert value["deep"][0]["m"] == expected and type(value["deep"][0]["m"]) is type(expected)
+    assert value["sessionId"] == "s"
+
+
+def test_a_write_reply_and_a_later_read_have_the_same_wire_value(store: SessionStore) -> None:
+    written = store.patch("k", {"label": "x", "n": 3})
+    first = bytes(store.wire_value("k", written))
+    store._wire_cache.clear()  # the read path, as after a restart
+    assert bytes(store.wire_value("k", written)) == first
+    assert decoded(msgspec.Raw(first)) == written.value()
