@@ -53,7 +53,10 @@ def toml_of(config: Mapping[str, Any]) -> str:
 
 
 class DaemonProcess:
-    """One sessiond instance on ``root`` (state in ``root/state``, socket ``root/s.sock``)."""
+    """One sessiond instance on ``root`` (state in ``root/state``, socket ``root/s.sock``).
+
+    ``wrapper``: a command prefix the daemon is started under (it must ``exec`` it).
+    """
 
     def __init__(
         self,
@@ -93,7 +96,11 @@ class DaemonProcess:
 
     def start(self, *, wait: bool = True) -> DaemonProcess:
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.command(), stdout=log, stderr=log, env=self.env)
+        # The wrapper (``prlimit ...``, ``sh -c 'umask 000; exec "$@"' sh``) must exec the
+        # daemon, so that ``pid`` is the daemon's own.
+        self.process = subprocess.Popen(
+            [*self.wrapper, *self.command()], stdout=log, stderr=log, env=self.env
+        )
         log.close()
         if wait:
             self.wait_ready()
