@@ -148,7 +148,7 @@ class Pipeline:
         except SessiondError as error:
             raise ProtocolError(f"the daemon refused this client's hello: {error}") from error
         self.server_info = info
-        self.max_reply_bytes = max(info.max_reply_bytes, DEFAULT_MAX_FRAME_BYTES)
+        self.max_reply_bytes = info.max_reply_bytes
         # The daemon answered: this connection works, and the reconnect budget resets.
         self.ever_connected = True
         self.lost_at, self.attempts, self.last_error = None, 0, None

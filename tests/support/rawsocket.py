@@ -49,9 +49,13 @@ class RawPeer:
         data, self.buffer = self.buffer[:size], self.buffer[size:]
         return data
 
-    def read_reply(self) -> dict[str, Any]:
+    def read_payload(self) -> bytes:
+        """The payload of the next frame, undecoded (its length is the frame's size)."""
         (length,) = struct.unpack(">I", self._read_exactly(4))
-        reply: dict[str, Any] = msgspec.msgpack.decode(self._read_exactly(length))
+        return self._read_exactly(length)
+
+    def read_reply(self) -> dict[str, Any]:
+        reply: dict[str, Any] = msgspec.msgpack.decode(self.read_payload())
         return reply
 
     def call(self, message: dict[str, Any]) -> dict[str, Any]:
