@@ -140,12 +140,22 @@ class FileOps:
     def exists(self, path: str) -> bool:
         return os.path.lexists(path)
 
+    def is_dir(self, path: str) -> bool:
+        return os.path.isdir(path)
+
+    def mkdir_private(self, path: str) -> None:
+        """Create one directory with mode 0700 whatever the umask (``mkdir``'s mode is
+        masked by it; ``Path.mkdir(parents=True)`` gives parents 0777 minus the umask)."""
+        os.mkdir(path, 0o700)
+        os.chmod(path, 0o700)
+
     def make_private_dirs(self, path: str) -> None:
-        """Create ``path`` and its missing parents with mode 0700, whatever the umask
-        (``Path.mkdir(parents=True)`` gives parents 0777 minus the umask)."""
+        """Create ``path`` and its missing parents (0700), each made durable in its parent:
+        a store created in a new directory must not vanish with the directory entry after a
+        power loss."""
         missing: list[str] = []
         current = os.path.abspath(path)
-        while not os.path.isdir(current):
+        while not self.is_dir(current):
             missing.append(current)
             parent = os.path.dirname(current)
             if parent == current:
@@ -153,12 +163,12 @@ class FileOps:
             current = parent
         for directory in reversed(missing):
             try:
-                os.mkdir(directory, 0o700)
+                self.mkdir_private(directory)
             except FileExistsError:
-                if not os.path.isdir(directory):
+                if not self.is_dir(directory):
                     raise
-            else:
-                os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask
+                continue
+            self.fsync_directory(os.path.dirname(directory))
 
     def fsync_directory(self, path: str) -> None:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -47,13 +47,14 @@ LiveTokens = Callable[[], list[tuple[str, str, str | None]]]
 
 
 class _OpenSegment:
-    __slots__ = ("fd", "generation", "marker_seq", "max_seq", "path", "size_bytes")
+    __slots__ = ("fd", "generation", "marker_seq", "max_seq", "path", "size_bytes", "synced_bytes")
 
     def __init__(self, fd: int, generation: int, path: str, size_bytes: int) -> None:
         self.fd = fd
         self.generation = generation
         self.path = path
         self.size_bytes = size_bytes
+        self.synced_bytes = 0
         self.max_seq = 0
         self.marker_seq = 0
 
@@ -64,10 +65,11 @@ class _OpenSegment:
 
 
 class SyncJob(msgspec.Struct, frozen=True):
-    """What one sync must make durable: the segment's descriptor, whether its directory
-    entry is new, and the change seq everything appended so far reaches."""
+    """What one sync must make durable: the segment (its descriptor and the bytes
+    appended so far), whether its directory entry is new, and the change seq reached."""
 
     fd: int
+    size_bytes: int
     directory: str | None
     seq: int
 
@@ -115,7 +117,11 @@ class JournalWriter:
 
     @property
     def unsynced(self) -> bool:
-        return self.appended_seq > self.synced_seq or bool(self.pending)
+        """Bytes queued or written that no completed sync covers (markers included)."""
+        current = self.current
+        return bool(self.pending) or (
+            current is not None and current.size_bytes > current.synced_bytes
+        )
 
     def fail(self, error: OSError) -> None:
         self.ok = False
@@ -197,7 +203,7 @@ class JournalWriter:
             return None
         directory = str(self.store_path.parent) if self.needs_dir_sync else None
         self.needs_dir_sync = False
-        return SyncJob(self.current.fd, directory, self.appended_seq)
+        return SyncJob(self.current.fd, self.current.size_bytes, directory, self.appended_seq)
 
     def run_sync(self, job: SyncJob) -> None:
         """The blocking part of a sync (runs on the sync thread)."""
@@ -208,6 +214,9 @@ class JournalWriter:
     def synced(self, job: SyncJob) -> None:
         """``job`` completed: everything it covered is durable. Rotates if asked and clean."""
         self.synced_seq = max(self.synced_seq, job.seq)
+        current = self.current
+        if current is not None and current.fd == job.fd:
+            current.synced_bytes = max(current.synced_bytes, job.size_bytes)
         if self.rotation_wanted and not self.unsynced and not self.needs_dir_sync:
             self._close_current()
 
@@ -221,7 +230,7 @@ class JournalWriter:
             except OSError as error:
                 self.sync_failed(job, error)
                 return
-            self.synced_seq = max(self.synced_seq, job.seq)
+            self.synced(job)
         if self.ok:
             self._close_current()
 

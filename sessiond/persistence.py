@@ -120,7 +120,7 @@ class StorePersistence:
         self.pretty = config.snapshot_format == "pretty"
         self.fs = fs
         self.runner: JobRunner = runner or _shared_sync_thread
-        self.snapshotter: Snapshotter = snapshotter or ForkSnapshotter()
+        self.snapshotter: Snapshotter = snapshotter or ForkSnapshotter(fs)
         self.load_in_thread = load_in_thread
         self.clock = clock
         self.stats = PersistenceStats(mode=self.mode, path=str(path))
@@ -520,7 +520,11 @@ class StorePersistence:
 async def _sleep_until_due(
     wake: asyncio.Event, delay_of: Callable[[float], float | None], clock: Callable[[], float]
 ) -> None:
-    """Sleep until ``delay_of(now)`` reaches 0, re-evaluating whenever ``wake`` is set."""
+    """Sleep until ``delay_of(now)`` reaches 0, re-evaluating whenever ``wake`` is set.
+
+    ``asyncio.timeout``, not ``wait_for``: on Python 3.11 ``wait_for`` loses a
+    cancellation that arrives as the event is set, and shutdown then waits forever.
+    """
     while True:
         delay_s = delay_of(clock())
         if delay_s == 0.0:
@@ -530,4 +534,5 @@ async def _sleep_until_due(
             await wake.wait()
             continue
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), delay_s)
+            async with asyncio.timeout(delay_s):
+                await wake.wait()

@@ -138,6 +138,9 @@ class _ChildReport(msgspec.Struct):
 class ForkSnapshotter:
     """Writes the snapshot in a forked child; the event loop only waits on a pipe."""
 
+    def __init__(self, fs: FileOps = REAL_FILES) -> None:
+        self.fs = fs
+
     async def write(
         self, entries: Mapping[str, StoredEntry], path: Path, *, pretty: bool
     ) -> SnapshotFile:
@@ -151,7 +154,7 @@ class ForkSnapshotter:
             raise
         if pid == 0:  # pragma: no cover - the child never returns (it is not traced)
             os.close(read_fd)
-            _child_main(write_fd, temp_path, entries, pretty=pretty)
+            _child_main(self.fs, write_fd, temp_path, entries, pretty=pretty)
         os.close(write_fd)
         try:
             report_bytes = await _read_all(read_fd)
@@ -159,7 +162,7 @@ class ForkSnapshotter:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             await _reap(pid)
-            discard_snapshot(REAL_FILES, temp_path)
+            discard_snapshot(self.fs, temp_path)
             raise
         finally:
             os.close(read_fd)
@@ -169,13 +172,13 @@ class ForkSnapshotter:
         except msgspec.DecodeError:
             report = _ChildReport(error="the snapshot process ended without a report")
         if report.error is not None:
-            discard_snapshot(REAL_FILES, temp_path)
+            discard_snapshot(self.fs, temp_path)
             raise OSError(report.errno or 0, report.error)
         return SnapshotFile(temp_path, FileIdentity(report.inode, report.size_bytes))
 
 
 def _child_main(
-    write_fd: int, temp_path: str, entries: Mapping[str, StoredEntry], *, pretty: bool
+    fs: FileOps, write_fd: int, temp_path: str, entries: Mapping[str, StoredEntry], *, pretty: bool
 ) -> None:  # pragma: no cover - runs in the forked child
     """Render and write, report, exit — touching nothing the parent owns."""
     status = 0
@@ -185,13 +188,13 @@ def _child_main(
             signal.signal(signum, signal.SIG_DFL)
         gc.disable()  # collecting would touch (and copy) every object of the parent
         try:
-            written = write_snapshot_file(REAL_FILES, temp_path, entries, pretty=pretty)
+            written = write_snapshot_file(fs, temp_path, entries, pretty=pretty)
             report = _ChildReport(written.identity.inode, written.identity.size_bytes)
         except OSError as error:
             report = _ChildReport(error=str(error), errno=error.errno)
         except BaseException as error:
             report = _ChildReport(error=f"snapshot failed: {error!r}")
-        REAL_FILES.write(write_fd, msgspec.msgpack.encode(report))
+        os.write(write_fd, msgspec.msgpack.encode(report))  # the report pipe, not a store file
     except BaseException:
         status = 1
     finally:

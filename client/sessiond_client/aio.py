@@ -140,10 +140,10 @@ class _SocketTransport:
         settings = self.settings
         protocol = _Protocol(self)
         try:
-            await asyncio.wait_for(
-                self.loop.create_unix_connection(lambda: protocol, settings.socket_path),
-                settings.connect_timeout_s,
-            )
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can lose a cancellation
+            # (aclose) that arrives as the connection completes, leaking it.
+            async with asyncio.timeout(settings.connect_timeout_s):
+                await self.loop.create_unix_connection(lambda: protocol, settings.socket_path)
         except PermissionError as error:
             raise ForbiddenError(f"cannot open {settings.socket_path}: {error}") from error
         except (OSError, TimeoutError) as error:
