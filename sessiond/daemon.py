@@ -257,9 +257,18 @@ async def _serve(
 ) -> int:
     config, registry = daemon.config, daemon.registry
     started = time.monotonic()
-    await registry.preload()
+    # The socket first: a bad path fails at once, and clients connecting while the
+    # stores load wait in the listen queue instead of being refused.
     activated = activated_listener()
     sock = activated or bind_socket(config.socket_path, config.access.socket_mode)
+    try:
+        await registry.preload()
+    except BaseException:
+        sock.close()
+        if activated is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(config.socket_path)
+        raise
     server = daemon.server = Server(
         daemon.dispatcher, registry, config.limits, access_policy_for(config, sock)
     )

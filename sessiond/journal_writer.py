@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,6 +45,8 @@ from sessiond.loader import SegmentOnDisk
 __all__ = ["JournalWriter", "SyncJob"]
 
 LiveTokens = Callable[[], list[tuple[str, str, str | None]]]
+MAX_TAKEN_NAMES = 16
+log = logging.getLogger("sessiond.journal")
 
 
 class _OpenSegment:
@@ -177,10 +180,7 @@ class JournalWriter:
             self.appended_seq = max(self.appended_seq, self.pending_seq)
 
     def _start_segment(self) -> _OpenSegment:
-        generation = self.next_generation
-        path = str(segment_path(self.store_path, generation))
-        fd = self.fs.create(path)
-        self.next_generation += 1
+        fd, generation, path = self._create_next()
         head = encode_record(HeaderRecord(self.store_id, generation))
         tokens = self.live_tokens()
         if tokens:
@@ -191,6 +191,19 @@ class JournalWriter:
         self.fs.write(fd, head)
         segment.size_bytes = len(head)
         return segment
+
+    def _create_next(self) -> tuple[int, int, str]:
+        """A new segment file with the next free generation number. A name already taken
+        (by something planted there) is never opened: the next number is tried."""
+        for _ in range(MAX_TAKEN_NAMES):
+            generation = self.next_generation
+            self.next_generation += 1
+            path = str(segment_path(self.store_path, generation))
+            try:
+                return self.fs.create(path), generation, path
+            except FileExistsError:
+                log.warning("%s exists though no segment of this store has that name", path)
+        raise FileExistsError(f"{MAX_TAKEN_NAMES} journal segment names in a row are taken")
 
     # -- syncing -------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from sessiond.config import Limits
 from sessiond.dispatch import Dispatcher, agents_of, wire_agent
 from sessiond.peercred import peer_credentials
 from sessiond.registry import StoreRegistry
+from sessiond.requestid import request_id_of
 from sessiond_client.errors import (
     BusyError,
     ForbiddenError,
@@ -89,11 +90,17 @@ def classify_bad_payload(payload: bytes, error: Exception) -> tuple[int | None, 
     try:
         envelope = _envelope_decoder.decode(payload)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
-        return None, InvalidRequestError(f"payload is not a msgpack map: {error}")
+        if not payload or payload[0] not in _MAP_HEADERS:
+            return None, InvalidRequestError(f"payload is not a msgpack map: {error}")
+        # Wherever the damage is, the id may be intact: find it without decoding.
+        return request_id_of(payload), InvalidRequestError(f"invalid request: {error}")
     request_id = envelope.id if type(envelope.id) is int else None
     if isinstance(envelope.op, str) and envelope.op not in OPS:
         return request_id, UnknownOpError(f"unknown op {envelope.op!r}")
     return request_id, InvalidRequestError(f"invalid request: {error}")
+
+
+_MAP_HEADERS = frozenset([*range(0x80, 0x90), 0xDE, 0xDF])
 
 
 def decode_request(payload: bytes) -> Request:
@@ -106,9 +113,8 @@ def decode_request(payload: bytes) -> Request:
         reason = InvalidRequestError(f"a string is not valid UTF-8: {error.reason}")
         raise _BadPayload(*classify_bad_payload(payload, reason)) from None
     except RecursionError:
-        raise _BadPayload(
-            *classify_bad_payload(b"", InvalidRequestError("the request is nested too deeply"))
-        ) from None
+        reason = InvalidRequestError("the request is nested too deeply")
+        raise _BadPayload(*classify_bad_payload(payload, reason)) from None
     return request
 
 
@@ -204,6 +210,7 @@ class Connection(asyncio.Protocol):
         self.partial_since: float | None = None
         self.last_activity = time.monotonic()
         self.outbox: list[bytearray] | None = None
+        self.outbox_bytes = 0
         self.peer = "?"
         self.refused = False
         self.refusal: ServerError | None = None
@@ -315,6 +322,7 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.writing_paused = False
+        self._run_queue()
         self._update_reading()
 
     def _update_reading(self) -> None:
@@ -352,19 +360,28 @@ class Connection(asyncio.Protocol):
         self._update_reading()
 
     def _run_queue(self) -> None:
-        """Run queued requests in arrival order until the queue is empty or one of them
-        must wait for its stores to load; replies made meanwhile go out in one write."""
+        """Run queued requests in arrival order until the queue is empty, one of them must
+        wait for its stores to load, or the peer stops reading its replies (the transport's
+        buffer passed its high-water mark: :meth:`resume_writing` goes on). Replies made
+        meanwhile go out in batched writes of at most a quarter of that mark, so a peer
+        that never reads holds at most about one buffer and one reply of the daemon's
+        memory, whatever it pipelined."""
         if self.blocked or not self.queue:
             return
         self.outbox = []
         try:
-            while self.queue and not self.blocked:
+            while self.queue and not self.blocked and not self.writing_paused:
                 self._start(self.queue.popleft())
         finally:
-            outbox, self.outbox = self.outbox, None
-            if outbox:
-                self._write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
+            self._flush_outbox()
+            self.outbox = None
         self._refuse_if_answered()
+
+    def _flush_outbox(self) -> None:
+        outbox = self.outbox
+        if outbox:
+            self.outbox, self.outbox_bytes = [], 0
+            self._write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
 
     def _start(self, payload: bytes) -> None:
         """Begin one request: answer it now, or block the queue until its stores load."""
@@ -490,10 +507,13 @@ class Connection(asyncio.Protocol):
         self._send(error_reply(request_id, error))
 
     def _send(self, frame: bytearray) -> None:
-        if self.outbox is not None:
-            self.outbox.append(frame)
-        else:
+        if self.outbox is None:
             self._write(frame)
+            return
+        self.outbox.append(frame)
+        self.outbox_bytes += len(frame)
+        if self.outbox_bytes >= self.limits.max_write_buffer_bytes // 4:
+            self._flush_outbox()  # the transport may pause writing now: the queue stops
 
     def _write(self, data: bytes | bytearray) -> None:
         transport = self.transport

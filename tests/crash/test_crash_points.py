@@ -20,6 +20,7 @@ snapshots happen because a durable write, ``flush`` or close asks for them).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -257,10 +258,9 @@ def run_workload(mode: Mode, crash_after: int | None) -> Run:
     run = Run(CrashFiles(crash_after=crash_after), mode)
 
     async def go() -> None:
-        try:
+        # Once the machine is down, the workload stops where an operation failed.
+        with contextlib.suppress(OSError, SessiondError):
             await WORKLOADS[mode](run)
-        except (OSError, SessiondError):
-            pass  # the machine is down: the workload stops where it failed
 
     asyncio.run(go())
     return run

@@ -53,8 +53,8 @@ async def test_async_writes_in_flight_across_a_restart_end_at_the_last_value(
         assert [r.data["n"] for r in results] == list(range(WRITES))
         final = await client.get(KEY)
     assert final is not None and final.data["n"] == WRITES - 1
-    seqs = [r.seq for r in results]
-    assert seqs == sorted(seqs)  # applied in the order sent
+    seqs = [r.seq or 0 for r in results]
+    assert all(seqs) and seqs == sorted(seqs)  # applied in the order sent
 
 
 @pytest.mark.parametrize("how", ["kill", "term"])

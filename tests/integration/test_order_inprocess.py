@@ -41,7 +41,7 @@ def gate_first_load(daemon: InProcessDaemon) -> asyncio.Event:
             await gate.wait()
         await prepare(agents, for_write=for_write)
 
-    daemon.registry.prepare = gated  # type: ignore[method-assign]
+    daemon.registry.prepare = gated  # type: ignore[method-assign,assignment]
     return gate
 
 

@@ -87,7 +87,8 @@ BAD_REQUESTS: dict[str, Callable[[int], bytes]] = {
         map_of((raw_str(b"label"), raw_str(b"caf\xc3\x28"))), i
     ),
     "invalid UTF-8 in a nested value": lambda i: patch_with(
-        map_of((raw_str(b"meta"), b"\x91" + raw_str(b"\xed\xa0\x80"))), i  # a UTF-16 surrogate
+        map_of((raw_str(b"meta"), b"\x91" + raw_str(b"\xed\xa0\x80"))),
+        i,  # a UTF-16 surrogate
     ),
     "invalid UTF-8 in a field name": lambda i: patch_with(
         map_of((raw_str(b"la\xffbel"), value("x"))), i
@@ -146,8 +147,16 @@ VALUES: dict[str, Any] = {
     "negativeZero": -0.0,
     "maxInt": 2**63 - 1,
     "minInt": -(2**63),
-    "unicode": "héllo wörld — 日本語 🎉 \u2028",
-    "nested": {"a": [1, 2.5, {"b": "c", "empty": {}, "none": None}], "e": [], "t": True},
+    "maxUint": 2**64 - 1,
+    "inexact": 0.1 + 0.2,
+    "small": 1e-7,
+    "integral": 3.0,
+    "unicode": 'héllo wörld — 日本語 🎉 \u2028 \u0000 "quoted" \\',
+    "nested": {
+        "a": [1, 2.5, {"b": "c", "empty": {}, "none": None, "zeros": [-0.0, 0.0]}],
+        "e": [],
+        "t": True,
+    },
 }
 
 
@@ -172,9 +181,7 @@ def test_write_reply_equals_get_equals_store_file(
     daemon = make_daemon().start()
     key = "agent:main:values"
     with RawPeer(daemon.socket_path) as peer:
-        peer.send(
-            {"op": "patch", "id": 1, "key": key, "patch": VALUES},
-        )
+        peer.send({"op": "patch", "id": 1, "key": key, "patch": VALUES})
         written = msgspec.msgpack.decode(peer.read_payload(), type=RawEntryReply)
         assert written.ok and written.result is not None, written
         peer.send({"op": "get", "id": 2, "key": key})
@@ -187,7 +194,12 @@ def test_write_reply_equals_get_equals_store_file(
     on_disk = json.loads(daemon.store_path.read_text())[key]
     assert json_equal(shown, on_disk), (shown, on_disk)
     # And the values are the ones written (-0.0 as 0, as JSON.stringify writes it).
-    expected = {**VALUES, "negativeZero": 0}
+    nested = VALUES["nested"]
+    expected = {
+        **VALUES,
+        "negativeZero": 0,
+        "nested": {**nested, "a": [1, 2.5, {**nested["a"][2], "zeros": [0, 0]}]},
+    }
     for name, written_value in expected.items():
         assert json_equal(shown[name], written_value), (name, shown[name])
     assert shown["maxInt"] == 2**63 - 1 and shown["minInt"] == -(2**63)
