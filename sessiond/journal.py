@@ -13,7 +13,11 @@ then a msgpack array payload, one of:
   and the store's sequence number of the change;
 - ``["t", [[token, key, op], ...]]`` — request tokens carried over from older segments;
 - ``["s", seq, inode, size]`` — a snapshot marker: the snapshot file with that inode and
-  size holds every change up to ``seq``.
+  size holds every change up to ``seq``;
+- ``["g", until]`` — a gap: changes up to ``until`` were accepted while the journal could
+  not record them (the disk failed), so this segment and every later one only continue a
+  snapshot that holds ``until``; without one they are skipped, not replayed (a later
+  change on disk without the ones before it is a store the daemon never had).
 
 Replay: the snapshot is loaded; the newest marker that names the snapshot file on disk
 says which changes it already holds, and only changes with a higher ``seq`` are applied,
@@ -43,6 +47,7 @@ import msgspec
 
 __all__ = [
     "ChangeRecord",
+    "GapRecord",
     "HeaderRecord",
     "JournalRecord",
     "SegmentReport",
@@ -88,6 +93,12 @@ class TokensRecord(msgspec.Struct, array_like=True, tag="t"):
     """``[token, key, op]`` each (``op`` absent in segments of older sessiond versions)."""
 
 
+class GapRecord(msgspec.Struct, array_like=True, tag="g"):
+    """This segment continues only a snapshot holding every change up to ``until``."""
+
+    until: int
+
+
 class SnapshotMarker(msgspec.Struct, array_like=True, tag="s"):
     """The snapshot file with this inode and size holds every change up to ``seq``."""
 
@@ -96,7 +107,7 @@ class SnapshotMarker(msgspec.Struct, array_like=True, tag="s"):
     size_bytes: int
 
 
-JournalRecord = HeaderRecord | ChangeRecord | TokensRecord | SnapshotMarker
+JournalRecord = HeaderRecord | ChangeRecord | TokensRecord | SnapshotMarker | GapRecord
 _payload_decoder = msgspec.msgpack.Decoder(JournalRecord)
 
 

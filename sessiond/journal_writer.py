@@ -34,6 +34,7 @@ import msgspec
 from sessiond.fileops import FileIdentity, FileOps
 from sessiond.journal import (
     ChangeRecord,
+    GapRecord,
     HeaderRecord,
     SnapshotMarker,
     TokensRecord,
@@ -263,9 +264,10 @@ class JournalWriter:
 
     # -- snapshots and recovery ------------------------------------------------------------
 
-    def restart(self) -> None:
+    def restart(self, gap_until: int | None) -> None:
         """After a failure: abandon the current segment (never synced again) and append
-        to a new one from now on."""
+        to a new one from now on. ``gap_until``: the last change the journal lost; the new
+        segment says it continues only a snapshot that holds it."""
         if self.ok:
             return
         segment, self.current = self.current, None
@@ -275,6 +277,8 @@ class JournalWriter:
                 self.fs.close(segment.fd)
         self.ok = True
         self.needs_dir_sync = False
+        if gap_until is not None:
+            self.pending += encode_record(GapRecord(gap_until))
 
     def covered_segments(self, snapshot_seq: int) -> list[SegmentOnDisk]:
         """Closed segments a durable snapshot at ``snapshot_seq`` makes unnecessary. The

@@ -16,6 +16,9 @@ The rules (see :mod:`sessiond.journal` for the record format):
 - a segment with damage other than a torn end of the last segment is moved aside as
   ``...corrupt-<time>`` (bytes kept); its valid records before the damage and every
   later segment are still applied; the report says what happened;
+- a segment written after the journal had failed (its gap record) continues only a
+  snapshot that holds the changes the journal lost: without one, it and every later
+  segment are skipped (unpromised changes lost, never a store with a hole in it);
 - request tokens of every change (applied or covered) and of carry-over records are
   remembered, so a write retried across a restart is still applied once;
 - anything that is not a regular file where a store file or segment belongs is refused
@@ -35,6 +38,7 @@ from sessiond.entries import StoredEntry, entry_from_json
 from sessiond.fileops import REAL_FILES, FileIdentity, FileOps
 from sessiond.journal import (
     ChangeRecord,
+    GapRecord,
     JournalRecord,
     SegmentReport,
     SnapshotMarker,
@@ -68,6 +72,8 @@ class LoadReport(msgspec.Struct, kw_only=True):
     journal_segments: int = 0
     journal_records_replayed: int = 0
     journal_records_covered: int = 0
+    journal_records_skipped: int = 0
+    """Changes after a gap (the journal had failed) that no snapshot on disk continues."""
     journal_dropped_bytes: int = 0
     journal_corruption: str | None = None
 
@@ -160,12 +166,15 @@ class _Segment:
         self.changes: list[_Change] = []
         self.markers: list[SnapshotMarker] = []
         self.tokens: list[list[str | None]] = []
+        self.gap_until = 0
 
     def take(self, records: list[JournalRecord], next_seq: int) -> int:
         """Keep the records (numbering legacy changes from ``next_seq``); the next seq."""
         for record in records:
             if isinstance(record, SnapshotMarker):
                 self.markers.append(record)
+            elif isinstance(record, GapRecord):
+                self.gap_until = max(self.gap_until, record.until)
             elif isinstance(record, TokensRecord):
                 # An unusable token is skipped: tokens only answer retries, never hold data.
                 self.tokens.extend(entry for entry in record.tokens if _is_token_entry(entry))
@@ -269,12 +278,17 @@ def load_store(
     )
     tokens: dict[str, RememberedWrite] = {}
     seq = covered
+    behind_gap = False
     for segment in segments:
+        seq = max([seq, *(change.seq for change in segment.changes)])
+        behind_gap = behind_gap or segment.gap_until > covered
+        if behind_gap:  # continues a snapshot that is not on disk: a store never seen
+            report.journal_records_skipped += len(segment.changes)
+            continue
         for token, key, *op in segment.tokens:
             assert token is not None and key is not None  # checked by _is_token_entry
             tokens[token] = RememberedWrite(key, None, op=op[0] if op else None)
         for change in segment.changes:
-            seq = max(seq, change.seq)
             if change.seq > covered:
                 report.journal_records_replayed += 1
                 if change.entry is None:

@@ -133,6 +133,7 @@ class StorePersistence:
         self.lock_fd: int | None = None
         self.snapshot_identity: FileIdentity | None = None
         self.last_sync_at = clock()
+        self.sync_idle = False
         self.rotation_attempts = 0
         self.sync_lock = asyncio.Lock()
         self.snapshot_lock = asyncio.Lock()
@@ -247,6 +248,12 @@ class StorePersistence:
         if self.schedule.changed(self.clock()):
             self.wake_snapshot.set()
         if self.mode == "journal":
+            if not self.journal.ok:
+                self.tracker.unjournaled(change.seq)
+                return
+            if self.sync_idle:  # the sync loop sleeps without a deadline: give it one
+                self.sync_idle = False
+                self.wake_sync.set()
             entry = change.entry
             self.journal.record(
                 change.seq,
@@ -260,6 +267,8 @@ class StorePersistence:
         self.journal.append_pending()
 
     def _journal_failed(self, error: OSError) -> None:
+        # Whatever was not synced yet may be lost with the failed write or fsync.
+        self.tracker.unjournaled(self.journal.synced_seq + 1, self.tracker.accepted_seq)
         self._note_failure(f"journal write failed: {error}")
         self._fail_waiters(lambda waiter: True, "the journal could not be written")
         self.schedule.force()
@@ -280,7 +289,11 @@ class StorePersistence:
         if self.mode == "memory":
             return
         target = self.tracker.accepted_seq if seq is None else seq
-        needs_snapshot = self.mode == "debounced" or not self.journal.ok
+        needs_snapshot = (
+            self.mode == "debounced"
+            or not self.journal.ok
+            or self.tracker.journal_cannot_cover(target)
+        )
         if self.tracker.covered(target, needs_snapshot=False):
             return
         if needs_snapshot and self.stats.failing and not self.journal.ok:
@@ -335,6 +348,7 @@ class StorePersistence:
         if self.tracker.wants_sync:
             return 0.0
         if not journal.unsynced and not journal.rotation_wanted:
+            self.sync_idle = True  # the next change wakes the loop (see record_change)
             return None
         return max(0.0, self.last_sync_at + self.config.journal_fsync_interval_s - now)
 
@@ -399,7 +413,9 @@ class StorePersistence:
         seq = self.tracker.accepted_seq
         dirty_since = self.schedule.started()
         if self.mode == "journal":
-            self.journal.restart()  # after a failure, changes from now on go to a new segment
+            # After a failure, changes from now on go to a new segment (behind the gap).
+            gap = self.tracker.gap
+            self.journal.restart(None if gap is None else gap[1])
         started = self.clock()
         try:
             written = await self.snapshotter.write(self.entries(), self.path, pretty=self.pretty)
@@ -494,7 +510,7 @@ class StorePersistence:
     @property
     def journal_holds_changes(self) -> bool:
         """Whether every change not in the store file is synced in the journal."""
-        return self.mode == "journal" and self.journal.ok and not self.journal.unsynced
+        return self.mode == "journal" and self.tracker.all_durable
 
     async def _close_journal(self, *, snapshot_ok: bool) -> bool:
         """After the final snapshot: one fresh segment with only the marker (the store's

@@ -58,22 +58,27 @@ def wait_for_status(sock: socket.socket, text: str, timeout_s: float = 20.0) -> 
 
 
 def faulty_daemon(
-    make_daemon: Callable[..., DaemonProcess], persistence: dict[str, Any], env: dict[str, str]
+    make_daemon: Callable[..., DaemonProcess],
+    persistence: dict[str, Any],
+    env: dict[str, str],
+    kind: str | None = None,
 ) -> tuple[DaemonProcess, DiskFault]:
     daemon = make_daemon({"persistence": {**FAST_RETRY, **persistence}}, env=env)
-    fault = DiskFault(daemon.state_dir)
+    fault = DiskFault(daemon.state_dir, kind)
     daemon.wrapper = fault.wrapper
     daemon.start()
     fault.attach(daemon.pid)
     return daemon, fault
 
 
+@pytest.mark.parametrize("kind", ["tmpfs", "rlimit"])
 @pytest.mark.parametrize("mode", ["journal", "debounced"])
 def test_full_disk_keeps_serving_and_loses_nothing(
-    make_daemon: Callable[..., DaemonProcess], notify_socket: socket.socket, mode: str
+    make_daemon: Callable[..., DaemonProcess], notify_socket: socket.socket, mode: str, kind: str
 ) -> None:
     env = {"NOTIFY_SOCKET": notify_socket.getsockname()}
-    daemon, fault = faulty_daemon(make_daemon, {"durability": mode}, env)
+    daemon, fault = faulty_daemon(make_daemon, {"durability": mode}, env, kind)
+    assert kind == "tmpfs" or fault.kind == "rlimit"  # tmpfs falls back where mounting fails
     try:
         with daemon.client() as client:
             client.patch("agent:main:before", {"label": "a"}, durable=True)
@@ -121,6 +126,25 @@ def test_refuse_writes_while_failing(make_daemon: Callable[..., DaemonProcess]) 
             fault.repair_disk()
             wait_for(lambda: not store_stats(client)["failing"])
             assert client.patch("agent:main:k", {"label": "d"}).data["label"] == "d"
+    finally:
+        daemon.ensure_stopped()
+        fault.close()
+
+
+def test_a_failed_final_flush_says_truthfully_what_is_lost(
+    make_daemon: Callable[..., DaemonProcess],
+) -> None:
+    daemon, fault = faulty_daemon(make_daemon, {"durability": "journal"}, {})
+    try:
+        with daemon.client() as client:
+            client.patch("agent:main:k", {"label": "a"}, durable=True)
+            fault.break_disk()
+            client.patch("agent:main:k", {"label": "b", "blob": BLOB})  # journal append fails
+            wait_for(lambda: store_stats(client)["failing"])
+        assert daemon.stop() == 1
+        log = daemon.log()
+        assert "in neither the store file nor a synced journal" in log
+        assert "the journal holds every change" not in log
     finally:
         daemon.ensure_stopped()
         fault.close()

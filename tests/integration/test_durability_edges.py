@@ -152,3 +152,17 @@ def test_seq_survives_a_kill(make_daemon: Callable[..., DaemonProcess]) -> None:
     with daemon.client() as client:
         assert client.list().seq == last
         assert client.patch(KEY, {"label": "next"}).seq == last + 1
+
+
+def test_plain_writes_are_fsynced_within_the_interval(
+    make_daemon: Callable[..., DaemonProcess],
+) -> None:
+    # Power loss may take at most journal_fsync_interval_s of plain writes.
+    daemon = make_daemon({"persistence": {"journal_fsync_interval_s": 0.2}}).start()
+    with daemon.client() as client:
+        client.patch(KEY, {"label": "plain"})
+        wait_for(lambda: client.stats()["stores"]["main"]["journal_fsyncs"] >= 1, timeout_s=5.0)
+        before = client.stats()["stores"]["main"]["journal_fsyncs"]
+        time.sleep(0.5)
+        client.patch(KEY, {"label": "plain again"})
+        wait_for(lambda: client.stats()["stores"]["main"]["journal_fsyncs"] > before, timeout_s=5.0)

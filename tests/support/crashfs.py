@@ -15,6 +15,9 @@ Two states are kept apart:
 of its unsynced name changes, and for each file its synced content plus a random prefix
 of the bytes written since (which may cut the last write in two: a torn write).
 
+A full disk: while ``disk_full`` is set, changing operations fail with ENOSPC and change
+nothing (and are not counted).
+
 Crash points: with ``crash_after=N`` the N-th operation that changes anything
 (create, write, truncate, fsync, fdatasync, rename, unlink, mkdir, directory fsync) is
 the last one performed; every later operation fails with EIO and changes nothing, as a
@@ -57,6 +60,8 @@ class CrashFiles(FileOps):
 
     def __init__(self, *, crash_after: int | None = None) -> None:
         self.crash_after = crash_after
+        self.disk_full = False
+        """While true, every changing operation fails with ENOSPC and changes nothing."""
         self.operations = 0
         self.next_inode = 2
         self.fds = itertools.count(100)
@@ -75,9 +80,12 @@ class CrashFiles(FileOps):
         return self.crash_after is not None and self.operations >= self.crash_after
 
     def _change(self) -> None:
-        """Count one changing operation; fail it if the machine is already down."""
+        """Count one changing operation; fail it if the machine is already down (or, without
+        counting it, if the disk is full)."""
         if self.crashed:
             raise OSError(errno.EIO, "the machine crashed (simulated)")
+        if self.disk_full:
+            raise OSError(errno.ENOSPC, "no space left on device (simulated)")
         self.operations += 1
 
     def _note_name(self, path: str, inode: _Inode | None) -> None:

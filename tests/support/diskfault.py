@@ -22,12 +22,14 @@ TMPFS_SIZE = "8m"
 
 
 class DiskFault:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, kind: str | None = None) -> None:
+        """``kind``: "tmpfs", "rlimit", or None (tmpfs where mounting works, else rlimit;
+        ``SESSIOND_TEST_DISK_FAULT=rlimit`` forces the fallback)."""
         self.state_dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
         self.filler = state_dir / "filler"
         self.pid: int | None = None
-        if os.environ.get("SESSIOND_TEST_DISK_FAULT") == "rlimit":  # exercise the fallback
+        if kind == "rlimit" or os.environ.get("SESSIOND_TEST_DISK_FAULT") == "rlimit":
             self.kind = "rlimit"
             return
         mounted = subprocess.run(

@@ -24,6 +24,10 @@ def wants_sync(tracker_: DurabilityTracker[str]) -> bool:
     return tracker_.wants_sync
 
 
+def gap_of(tracker_: DurabilityTracker[str]) -> tuple[int, int] | None:
+    return tracker_.gap  # read afresh: mypy would narrow an attribute read once
+
+
 def wants_snapshot(tracker_: DurabilityTracker[str]) -> bool:
     return tracker_.wants_snapshot
 
@@ -244,3 +248,29 @@ def test_every_waiter_is_released_exactly_once_and_only_when_covered(
         for handle, (wanted, snapshot_only) in pending.items():
             assert wanted > (snapshotted if snapshot_only else max(synced, snapshotted)), handle
     assert sorted(waiting(t)) == sorted(pending)
+
+
+# --- gaps: changes the journal could not record ------------------------------------------------
+
+
+def test_a_sync_proves_nothing_past_a_change_the_journal_lost() -> None:
+    t = tracker(accepted_seq=5, synced_seq=5)
+    t.unjournaled(6, 8)  # accepted while the journal was failing
+    t.accept(10)
+    t.wait(10, "later", needs_snapshot=False)
+    assert t.journal_synced(10) == []  # its record is on disk, 6-8 are not
+    assert t.durable_seq == 5 and not t.all_durable
+    assert t.journal_cannot_cover(10) and not t.journal_cannot_cover(5)
+    assert t.snapshot_written(7) == []  # a snapshot holding only part of the gap
+    assert gap_of(t) == (8, 8)
+    assert t.snapshot_written(9) == ["later"]
+    assert gap_of(t) is None and t.durable_seq == 10 and t.all_durable
+
+
+def test_gaps_join() -> None:
+    t = tracker(accepted_seq=20)
+    t.unjournaled(6)
+    t.unjournaled(9, 12)
+    assert gap_of(t) == (6, 12)
+    t.unjournaled(13, 12)  # an empty range changes nothing
+    assert gap_of(t) == (6, 12)

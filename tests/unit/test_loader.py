@@ -21,6 +21,7 @@ from sessiond.entries import encode_entry
 from sessiond.fileops import REAL_FILES, FileIdentity, FileOps, NotRegularFileError
 from sessiond.journal import (
     ChangeRecord,
+    GapRecord,
     HeaderRecord,
     JournalRecord,
     SnapshotMarker,
@@ -479,3 +480,35 @@ def make_irregular(path: Path, kind: str, tmp_path: Path) -> None:
         os.mkfifo(path)
     else:
         path.mkdir()
+
+
+# --- gaps (the journal had failed) ------------------------------------------------------------
+
+
+def test_segments_behind_a_gap_no_snapshot_covers_are_skipped(fs: MemoryFiles) -> None:
+    # seq 2-3 were accepted while the journal could not record them; the snapshot meant
+    # to hold them never made it, so segment 2 (seq 4) would leave a hole: skipped.
+    snapshot(fs, {})
+    segment(fs, 1, change("a", {"v": 1}, seq=1))
+    segment(fs, 2, GapRecord(3), change("b", {"v": 4}, seq=4, token="t-b"))
+    segment(fs, 3, change("c", {"v": 5}, seq=5))
+    loaded = load(fs)
+    assert values(loaded) == {"a": {"v": 1}}
+    assert loaded.report.journal_records_skipped == 2
+    assert "t-b" not in loaded.replayed_tokens  # a retry of it must apply it again
+    assert loaded.seq == 5  # numbers are never reused
+
+
+def test_a_gap_a_snapshot_covers_is_no_gap(fs: MemoryFiles) -> None:
+    identity = snapshot(fs, {"a": {"v": 3}})
+    segment(fs, 1, change("a", {"v": 1}, seq=1))
+    segment(
+        fs,
+        2,
+        GapRecord(3),
+        change("b", {"v": 4}, seq=4),
+        SnapshotMarker(3, identity.inode, identity.size_bytes),
+    )
+    loaded = load(fs)
+    assert values(loaded) == {"a": {"v": 3}, "b": {"v": 4}}
+    assert loaded.report.journal_records_skipped == 0
