@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from sessiond.retention import RetentionConfig
 from sessiond_client.locations import default_socket_path, default_state_dir
 from sessiond_client.protocol import DEFAULT_MAX_FRAME_BYTES
 
@@ -65,6 +66,10 @@ class Limits(_Section):
     max_write_buffer_bytes: int = 4 * 1024 * 1024
     max_remembered_requests: int = 20000
     remember_requests_s: float = 30.0
+    watch_history_changes: int = 10_000
+    watch_history_bytes: int = 16 * 1024 * 1024
+    watch_progress_s: float = 5.0
+    max_watches_per_connection: int = 64
 
 
 class PersistenceConfig(_Section):
@@ -90,12 +95,14 @@ class AccessConfig(_Section):
 
 
 class AgentSessionConfig(_Section):
-    """The original's ``session`` config: how ``resolve`` derives keys and expires sessions."""
+    """The original's ``session`` config: how ``resolve`` derives keys and expires sessions
+    (``[session]``; per agent ``[agents.<id>]``, which may also hold a ``retention`` table)."""
 
     scope: Literal["per-sender", "global"] = "per-sender"
     main_key: str | None = None
     idle_minutes: float = 60.0
     reset_triggers: list[str] = msgspec.field(default_factory=lambda: ["/new", "/reset"])
+    retention: RetentionConfig | None = None
 
 
 class Config(_Section):
@@ -108,10 +115,15 @@ class Config(_Section):
     persistence: PersistenceConfig = msgspec.field(default_factory=PersistenceConfig)
     access: AccessConfig = msgspec.field(default_factory=AccessConfig)
     session: AgentSessionConfig = msgspec.field(default_factory=AgentSessionConfig)
+    retention: RetentionConfig = msgspec.field(default_factory=RetentionConfig)
     agents: dict[str, AgentSessionConfig] = msgspec.field(default_factory=dict)
 
     def session_config_for(self, agent_id: str) -> AgentSessionConfig:
         return self.agents.get(agent_id, self.session)
+
+    def retention_for(self, agent_id: str) -> RetentionConfig:
+        agent = self.agents.get(agent_id)
+        return agent.retention if agent is not None and agent.retention else self.retention
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -190,6 +202,15 @@ def _check_ranges(config: Config) -> None:
     for agent_config in (config.session, *config.agents.values()):
         if agent_config.idle_minutes < 1:
             raise ConfigError("session idle_minutes must be at least 1")
+    for retention in (config.retention, *(a.retention for a in config.agents.values())):
+        if retention is None:
+            continue
+        if retention.prune_after_days is not None and retention.prune_after_days <= 0:
+            raise ConfigError("retention.prune_after_days must be positive")
+        if retention.max_entries is not None and retention.max_entries < 1:
+            raise ConfigError("retention.max_entries must be at least 1")
+        if retention.min_idle_minutes < 0 or retention.interval_s <= 0:
+            raise ConfigError("retention: min_idle_minutes >= 0 and interval_s > 0")
 
 
 RESTART_SECTIONS = ("state_dir", "socket_path", "store_path", "persistence", "access")
@@ -224,5 +245,6 @@ def runtime_part(old: Config, new: Config) -> Config:
         shutdown_timeout_s=new.shutdown_timeout_s,
         limits=new.limits,
         session=new.session,
+        retention=new.retention,
         agents=new.agents,
     )

@@ -279,6 +279,7 @@ async def _serve(
         asyncio.create_task(server.sweep_forever()),
         asyncio.create_task(report_status(notifier, registry)),
         asyncio.create_task(registry.unload_idle_forever()),
+        asyncio.create_task(registry.retain_forever()),
     ]
     interval_s = watchdog_interval_s()
     if interval_s is not None:

@@ -51,13 +51,16 @@ from sessiond_client.protocol import (
     ListRequest,
     ListResult,
     PatchRequest,
+    PruneRequest,
     ReplaceRequest,
     Request,
     ResolveRequest,
     ResolveResult,
     StatsRequest,
+    UnwatchRequest,
     UpdateLastRouteRequest,
     UpdateRequest,
+    WatchRequest,
     WriteRequestBase,
 )
 
@@ -144,7 +147,7 @@ def agents_of(request: Request) -> tuple[str, ...]:
     match request:
         case GetManyRequest(keys=keys, agent=agent):
             return tuple(dict.fromkeys(agent_of(agent, key) for key in keys))
-        case HelloRequest() | FlushRequest() | StatsRequest():
+        case HelloRequest() | FlushRequest() | StatsRequest() | UnwatchRequest():
             return ()  # no store to load: flush and stats see only what is loaded
         case ResolveRequest(agent=agent, ctx=ctx):
             session_key = ctx.get("SessionKey")
@@ -366,8 +369,8 @@ class Dispatcher:
                 return self.hello(request)
             case StatsRequest():
                 return self.stats(None if request.agent is None else wire_agent(request.agent))
-            case FlushRequest():
-                raise AssertionError("flush is handled by the server shell")
+            case FlushRequest() | WatchRequest() | UnwatchRequest() | PruneRequest():
+                raise AssertionError(f"{type(request).__name__} is handled by the server shell")
 
     # -- operations ---------------------------------------------------------------------
 

@@ -103,6 +103,10 @@ class FileOps:
         """A new private file (mode 0600) opened for writing; fails if ``path`` exists."""
         return self._open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
 
+    def open_append(self, path: str) -> int:
+        """A private file (0600) opened to append to, created if missing."""
+        return self._open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+
     def open_for_sync(self, path: str) -> int:
         """An existing regular file, opened only to fsync it."""
         return self._open_regular(path, os.O_RDONLY)

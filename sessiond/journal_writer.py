@@ -280,22 +280,34 @@ class JournalWriter:
         if gap_until is not None:
             self.pending += encode_record(GapRecord(gap_until))
 
-    def covered_segments(self, snapshot_seq: int) -> list[SegmentOnDisk]:
-        """Closed segments a durable snapshot at ``snapshot_seq`` makes unnecessary. The
-        segment with the newest snapshot marker stays (it carries the store's ``seq``
-        across a restart) unless the current segment has a newer one."""
+    def covered_segments(
+        self, snapshot_seq: int, *, keep_after_seq: int = 0, keep_bytes: int = 0
+    ) -> list[SegmentOnDisk]:
+        """Closed segments a durable snapshot at ``snapshot_seq`` makes unnecessary.
+
+        Kept anyway: the segment with the newest snapshot marker (it carries the store's
+        ``seq`` across a restart) unless the current segment has a newer one, and the
+        newest segments holding changes after ``keep_after_seq`` within ``keep_bytes`` (the
+        history a watch can resume from after a restart)."""
         newest_marker = max(
             [segment.marker_seq for segment in self.closed]
             + [self.current.marker_seq if self.current is not None else 0]
         )
-        keep = next((s for s in reversed(self.closed) if s.marker_seq == newest_marker > 0), None)
-        if self.current is not None and self.current.marker_seq == newest_marker:
-            keep = None
-        return [
-            segment
-            for segment in self.closed
-            if segment.max_seq <= snapshot_seq and segment is not keep
-        ]
+        marker_segment = next(
+            (s for s in reversed(self.closed) if s.marker_seq == newest_marker > 0), None
+        )
+        keep: set[int] = set()
+        if marker_segment is not None and not (
+            self.current is not None and self.current.marker_seq == newest_marker
+        ):
+            keep.add(id(marker_segment))
+        history_bytes = self.current.size_bytes if self.current is not None else 0
+        for segment in reversed(self.closed):
+            history_bytes += segment.size_bytes
+            if segment.max_seq <= keep_after_seq or history_bytes > keep_bytes:
+                break
+            keep.add(id(segment))
+        return [s for s in self.closed if s.max_seq <= snapshot_seq and id(s) not in keep]
 
     def delete(self, segments: list[SegmentOnDisk]) -> None:
         """Unlink covered segments (runs on the sync thread). No directory fsync: a

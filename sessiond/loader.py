@@ -47,6 +47,7 @@ from sessiond.journal import (
     read_segment,
 )
 from sessiond.snapshot import CorruptStoreError, parse_store
+from sessiond.store import Change
 
 __all__ = [
     "LoadReport",
@@ -100,6 +101,9 @@ class LoadedStore(msgspec.Struct, kw_only=True):
     segments: list[SegmentOnDisk]
     next_generation: int
     report: LoadReport
+    history: list[Change] = msgspec.field(default_factory=list)
+    """The changes the journal still holds (applied or covered), in order: what a watch
+    can start from after a restart."""
 
 
 def move_aside(fs: FileOps, path: str, reason: str) -> str:
@@ -277,6 +281,7 @@ def load_store(
         default=0,
     )
     tokens: dict[str, RememberedWrite] = {}
+    history: list[Change] = []
     seq = covered
     behind_gap = False
     for segment in segments:
@@ -289,6 +294,7 @@ def load_store(
             assert token is not None and key is not None  # checked by _is_token_entry
             tokens[token] = RememberedWrite(key, None, op=op[0] if op else None)
         for change in segment.changes:
+            history.append(Change(change.seq, change.key, change.entry, change.token, change.op))
             if change.seq > covered:
                 report.journal_records_replayed += 1
                 if change.entry is None:
@@ -315,4 +321,5 @@ def load_store(
         segments=[segment.on_disk() for segment in segments if segment.path],
         next_generation=max((segment.generation for segment in segments), default=0) + 1,
         report=report,
+        history=sorted(history, key=lambda change: change.seq),
     )

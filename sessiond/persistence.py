@@ -10,6 +10,10 @@ Modes: ``memory`` (no disk at all; ``durable`` is accepted and means nothing),
 writes waiting share one fsync — and every ``journal_fsync_interval_s`` otherwise, plus
 snapshots that let old segments go).
 
+Segments a snapshot covers are deleted, except the newest ones within the watch history
+window (``history_changes``, ``history_bytes``): after a restart, a watch can resume from
+any change they hold.
+
 A snapshot (journal mode): the entries as they are at that moment are written to a
 fsynced temp file (in a forked child), a marker naming that file and the sequence number
 it holds is appended to the journal and synced, the file is renamed into place and the
@@ -113,6 +117,8 @@ class StorePersistence:
         snapshotter: Snapshotter | None = None,
         load_in_thread: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        history_changes: int = 0,
+        history_bytes: int = 0,
     ) -> None:
         self.path = path
         self.config = config
@@ -123,6 +129,8 @@ class StorePersistence:
         self.snapshotter: Snapshotter = snapshotter or ForkSnapshotter(fs)
         self.load_in_thread = load_in_thread
         self.clock = clock
+        self.history_changes = history_changes
+        self.history_bytes = history_bytes
         self.stats = PersistenceStats(mode=self.mode, path=str(path))
         self.tracker: DurabilityTracker[asyncio.Future[None]] = DurabilityTracker()
         self.schedule = SnapshotSchedule(config)
@@ -472,10 +480,39 @@ class StorePersistence:
         journal.want_rotation()
         if not journal.unsynced and journal.rotation_wanted:
             journal.rotate_now()  # already clean: the next change starts a new segment
-        covered = journal.covered_segments(self.tracker.snapshot_seq)
+        covered = journal.covered_segments(
+            self.tracker.snapshot_seq,
+            keep_after_seq=self.tracker.accepted_seq - self.history_changes,
+            keep_bytes=self.history_bytes,
+        )
         if covered:
             await self.runner.run(journal.delete, covered)
             journal.forget(covered)
+
+    # -- retention -----------------------------------------------------------------------
+
+    @property
+    def archive_path(self) -> Path:
+        return self.path.with_name(f"{self.path.stem}.pruned.jsonl")
+
+    async def archive(self, lines: list[bytes]) -> None:
+        """Append ``lines`` to the store's prune archive and make them durable (before the
+        entries they hold are deleted)."""
+        if self.mode == "memory" or not lines:
+            return
+        await self.runner.run(self._append_archive, b"".join(lines))
+
+    def _append_archive(self, data: bytes) -> None:
+        path = str(self.archive_path)
+        created = not self.fs.exists(path)
+        fd = self.fs.open_append(path)
+        try:
+            self.fs.write(fd, data)
+            self.fs.fsync(fd)
+        finally:
+            self.fs.close(fd)
+        if created:
+            self.fs.fsync_directory(str(self.path.parent))
 
     # -- shutdown ------------------------------------------------------------------------
 

@@ -36,13 +36,23 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from sessiond.config import Config, Limits
 from sessiond.dedup import RequestMemory
+from sessiond.entries import StoredEntry
 from sessiond.loader import StoreQuarantinedError
 from sessiond.persistence import StoreLockedError, StorePersistence
+from sessiond.retention import plan_retention
 from sessiond.store import SessionStore
+from sessiond.watch import WatchHub
 from sessiond_client.errors import ForbiddenError, UnavailableError
-from sessiond_client.keys import DEFAULT_AGENT_ID, normalize_agent_id
+from sessiond_client.keys import (
+    DEFAULT_AGENT_ID,
+    build_agent_main_session_key,
+    normalize_agent_id,
+)
+from sessiond_client.protocol import PrunedEntry, PruneResult
 
 __all__ = ["StoreRegistry"]
 
@@ -55,20 +65,30 @@ FD_HEADROOM = 32
 """Descriptors kept free when opening a store (for connections and journal rotation)."""
 
 
-class _Slot:
-    __slots__ = ("agents", "last_used_at", "path", "persistence", "store")
+def archive_line(pruned: PrunedEntry, entry: StoredEntry, now_ms: int) -> bytes:
+    """One line of ``sessions.pruned.jsonl``: the key, the entry as it was, when, why."""
+    record = {"key": pruned.key, "pruned_at": now_ms, "reason": pruned.reason}
+    return msgspec.json.encode({**record, "entry": msgspec.Raw(entry.json_bytes)}) + b"\n"
 
-    def __init__(self, path: Path, store: SessionStore, persistence: StorePersistence) -> None:
+
+class _Slot:
+    __slots__ = ("agents", "hub", "last_used_at", "path", "persistence", "store")
+
+    def __init__(
+        self, path: Path, store: SessionStore, persistence: StorePersistence, hub: WatchHub
+    ) -> None:
         self.path = path
         self.store = store
         self.persistence = persistence
+        self.hub = hub
         self.agents: set[str] = set()
         self.last_used_at = time.monotonic()
 
     @property
     def busy(self) -> bool:
-        """Someone waits on this store (a durable write, a flush): it must stay open."""
-        return bool(self.persistence.waiters)
+        """Someone waits on this store (a durable write, a flush) or watches it: it must
+        stay open."""
+        return bool(self.persistence.waiters or self.hub.watchers)
 
 
 def open_descriptors() -> int | None:
@@ -167,6 +187,10 @@ class StoreRegistry:
             if agent_id not in self.by_agent and (for_write or self.on_disk(agent_id)):
                 await self.load(agent_id)
 
+    def hub_for(self, agent_id: str) -> WatchHub:
+        """The change feed of an open store (the server opens it first)."""
+        return self.by_agent[agent_id].hub
+
     def store_for(self, agent_id: str, *, for_write: bool) -> SessionStore:
         slot = self.by_agent.get(agent_id)
         if slot is None:
@@ -221,9 +245,15 @@ class StoreRegistry:
 
     async def _open(self, agent_id: str, path: Path) -> _Slot:
         await self._make_room()
-        persistence = StorePersistence(path, self.config.persistence, store_id=self.store_id(path))
-        loaded = await persistence.open()
         limits = self.config.limits
+        persistence = StorePersistence(
+            path,
+            self.config.persistence,
+            store_id=self.store_id(path),
+            history_changes=limits.watch_history_changes,
+            history_bytes=limits.watch_history_bytes,
+        )
+        loaded = await persistence.open()
         requests = RequestMemory(
             max_entries=limits.max_remembered_requests,
             ttl_s=limits.remember_requests_s,
@@ -241,8 +271,15 @@ class StoreRegistry:
             requests=requests,
             seq=loaded.seq,
         )
+        hub = WatchHub(
+            seq=loaded.seq,
+            max_changes=limits.watch_history_changes,
+            max_bytes=limits.watch_history_bytes,
+            history=loaded.history,
+        )
+        store.listeners.append(hub.record)
         persistence.start(lambda: store.entries, requests.live)
-        slot = _Slot(path, store, persistence)
+        slot = _Slot(path, store, persistence, hub)
         self.by_path[path] = slot
         log.info("loaded store %s (%d entries)", path, len(store))
         return slot
@@ -308,6 +345,91 @@ class StoreRegistry:
                 if isinstance(error.__cause__, StoreLockedError):
                     raise error.__cause__ from None
                 log.error("store of agent %s: %s", agent_id, self.unavailable.get(agent_id, error))
+
+    # -- retention -----------------------------------------------------------------------
+
+    def always_kept(self, agent_id: str) -> frozenset[str]:
+        """Keys retention never prunes in this agent's store: its main and global sessions."""
+        main_key = self.config.session_config_for(agent_id).main_key
+        main = build_agent_main_session_key(agent_id=agent_id, main_key=main_key)
+        glob_key = "global" if agent_id == DEFAULT_AGENT_ID else f"agent:{agent_id}:global"
+        return frozenset({main, glob_key})
+
+    async def prune(self, agent_id: str, *, dry_run: bool) -> PruneResult:
+        """Apply ``agent_id``'s retention rules now (or only plan them): archive, then
+        delete through the store's write path each planned entry nothing changed since."""
+        config = self.config.retention_for(agent_id)
+        if agent_id not in self.by_agent:
+            if not self.on_disk(agent_id):
+                return PruneResult(mode=config.mode, dry_run=dry_run, pruned=[], kept=[], entries=0)
+            await self.load(agent_id)
+        slot = self.by_agent[agent_id]
+        store = slot.store
+        plan = plan_retention(
+            store.items(), config, now_ms=self.clock_ms(), always_kept=self.always_kept(agent_id)
+        )
+        result = PruneResult(
+            mode=config.mode,
+            dry_run=dry_run,
+            pruned=[pruned for pruned, _ in plan.prune],
+            kept=plan.kept,
+            entries=plan.remaining,
+            over_cap=plan.over_cap,
+        )
+        if dry_run or not plan.prune:
+            return result
+        now_ms = self.clock_ms()
+        lines = [
+            archive_line(pruned, store.entries[pruned.key], now_ms)
+            for pruned, _ in plan.prune
+            if pruned.key in store.entries
+        ]
+        await slot.persistence.archive(lines)
+        result.archive = str(slot.persistence.archive_path)
+        done: list[PrunedEntry] = []
+        for pruned, revision in plan.prune:
+            current = store.entries.get(pruned.key)
+            if current is None or current.revision != revision:
+                result.kept.append(PrunedEntry(pruned.key, "changed while pruning"))
+                continue
+            store.remove(pruned.key, op="prune")
+            done.append(pruned)
+        result.pruned, result.entries = done, len(store)
+        return result
+
+    async def retain_forever(self) -> None:
+        """Run every open store's retention on its ``interval_s``: ``warn`` logs what it
+        would prune, ``enforce`` prunes."""
+        next_run: dict[str, float] = {}
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for agent_id in list(self.by_agent):
+                config = self.config.retention_for(agent_id)
+                if config.mode == "off" or now < next_run.get(agent_id, 0.0):
+                    continue
+                next_run[agent_id] = now + config.interval_s
+                try:
+                    await self._scheduled_prune(agent_id, enforce=config.mode == "enforce")
+                except Exception:  # retention must never take the daemon down
+                    log.exception("retention of agent %s failed", agent_id)
+
+    async def _scheduled_prune(self, agent_id: str, *, enforce: bool) -> None:
+        result = await self.prune(agent_id, dry_run=not enforce)
+        if not result.pruned and not result.over_cap:
+            return
+        ages = sum(1 for p in result.pruned if p.reason == "age")
+        verb = "pruned" if enforce else "would prune (mode warn)"
+        log.warning(
+            "retention of agent %s %s %d entries (%d by age, %d by the cap), %d left%s",
+            agent_id,
+            verb,
+            len(result.pruned),
+            ages,
+            len(result.pruned) - ages,
+            result.entries,
+            "; protected entries alone exceed max_entries" if result.over_cap else "",
+        )
 
     # -- persistence -----------------------------------------------------------------------
 

@@ -36,15 +36,19 @@ import msgspec
 
 from sessiond.access import AccessPolicy
 from sessiond.config import Limits
-from sessiond.dispatch import Dispatcher, agents_of, wire_agent
+from sessiond.dispatch import Dispatcher, agents_of, project, wire_agent
 from sessiond.peercred import peer_credentials
 from sessiond.registry import StoreRegistry
 from sessiond.requestid import request_id_of
+from sessiond.store import Change, SessionStore, encode_for_wire
+from sessiond.watch import WatchHub
 from sessiond_client.errors import (
     BusyError,
+    CompactedError,
     ForbiddenError,
     InternalError,
     InvalidRequestError,
+    LaggedError,
     ServerError,
     ShuttingDownError,
     UnknownOpError,
@@ -58,8 +62,12 @@ from sessiond_client.protocol import (
     FlushRequest,
     FrameDecoder,
     OkReply,
+    PruneRequest,
     Request,
     RequestEnvelope,
+    UnwatchRequest,
+    WatchEvent,
+    WatchRequest,
     WriteRequestBase,
 )
 
@@ -82,7 +90,8 @@ def encode_reply(reply: OkReply | ErrorReply) -> bytearray:
 
 
 def error_reply(request_id: int | None, error: ServerError) -> bytearray:
-    return encode_reply(ErrorReply(request_id, ErrorBody(error.code, error.message)))
+    oldest_seq = error.oldest_seq if isinstance(error, CompactedError) else None
+    return encode_reply(ErrorReply(request_id, ErrorBody(error.code, error.message, oldest_seq)))
 
 
 def classify_bad_payload(payload: bytes, error: Exception) -> tuple[int | None, ServerError]:
@@ -118,11 +127,80 @@ def decode_request(payload: bytes) -> Request:
     return request
 
 
+async def _then(wait: Awaitable[None], result: Any) -> Any:
+    """``result``, once ``wait`` is done."""
+    await wait
+    return result
+
+
 class _BadPayload(Exception):
     def __init__(self, request_id: int | None, error: ServerError) -> None:
         super().__init__(error.message)
         self.request_id = request_id
         self.error = error
+
+
+class _Watch:
+    """One watch of one connection: a :class:`sessiond.watch.Watcher` that writes events."""
+
+    __slots__ = (
+        "connection",
+        "fields",
+        "hub",
+        "last_sent_at",
+        "position",
+        "prefix",
+        "request_id",
+        "store",
+    )
+
+    def __init__(
+        self,
+        connection: Connection,
+        request: WatchRequest,
+        *,
+        fields: list[str] | None,
+        hub: WatchHub,
+        store: SessionStore,
+    ) -> None:
+        self.connection = connection
+        request_id, prefix = request.id, request.prefix
+        self.request_id = request_id
+        self.prefix = prefix
+        self.fields = fields
+        self.hub = hub
+        self.store = store
+        self.position = 0
+        self.last_sent_at = time.monotonic()
+
+    def offer(self, change: Change) -> bool:
+        connection = self.connection
+        if connection.writing_paused or connection.transport is None:
+            return False
+        self.position = change.seq
+        if change.key.startswith(self.prefix):
+            self.send(self._event(change))
+        return True
+
+    def _event(self, change: Change) -> WatchEvent:
+        entry = change.entry
+        if entry is None:
+            return WatchEvent(type="delete", seq=change.seq, key=change.key)
+        if self.fields is None:
+            wire = self.store.wire_value(change.key, entry)
+        else:
+            wire = encode_for_wire(project(entry.value(), self.fields))
+        return WatchEvent(
+            type="put", seq=change.seq, key=change.key, entry=wire, revision=entry.revision
+        )
+
+    def send(self, event: WatchEvent) -> None:
+        self.last_sent_at = time.monotonic()
+        self.connection._send_result(self.request_id, event, None)
+
+    def dropped(self, error: LaggedError) -> None:
+        self.connection.watches.pop(self.request_id, None)
+        self.connection._send_error(self.request_id, error)
 
 
 class Server:
@@ -169,16 +247,20 @@ class Server:
         return task
 
     async def sweep_forever(self) -> None:
-        """Close connections stuck mid-frame or idle past their timeouts."""
-        interval_s = max(0.05, min(self.limits.frame_timeout_s, self.limits.idle_timeout_s) / 4)
+        """Close connections stuck mid-frame or idle past their timeouts; mark idle watches'
+        progress."""
         while True:
-            await asyncio.sleep(interval_s)
+            limits = self.limits
+            spacing_s = min(limits.frame_timeout_s, limits.idle_timeout_s, limits.watch_progress_s)
+            await asyncio.sleep(max(0.05, spacing_s / 4))
             now = time.monotonic()
             for connection in list(self.connections):
                 connection.check_timeouts(now)
 
     def begin_shutdown(self) -> None:
         self.stopping = True
+        for connection in list(self.connections):
+            connection.end_watches(ShuttingDownError("the daemon is shutting down"))
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait for in-flight requests to finish; True if they all did within the bound."""
@@ -211,6 +293,7 @@ class Connection(asyncio.Protocol):
         self.last_activity = time.monotonic()
         self.outbox: list[bytearray] | None = None
         self.outbox_bytes = 0
+        self.watches: dict[int, _Watch] = {}
         self.peer = "?"
         self.refused = False
         self.refusal: ServerError | None = None
@@ -290,6 +373,9 @@ class Connection(asyncio.Protocol):
         self.server.connections.discard(self)
         self.queue.clear()
         self.transport = None
+        for watch in list(self.watches.values()):
+            watch.hub.unsubscribe(watch)
+        self.watches.clear()
 
     def close(self) -> None:
         if self.transport is not None:
@@ -310,6 +396,8 @@ class Connection(asyncio.Protocol):
                     f"a frame stayed incomplete for more than {self.limits.frame_timeout_s} s"
                 )
             )
+        elif self.watches:
+            self._mark_progress(now)
         elif self.in_flight == 0 and now - self.last_activity > self.limits.idle_timeout_s:
             log.debug("closing idle connection %s", self.peer)
             self.close()
@@ -322,6 +410,10 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.writing_paused = False
+        for watch in list(self.watches.values()):
+            if self.writing_paused:
+                break
+            watch.hub.catch_up(watch)
         self._run_queue()
         self._update_reading()
 
@@ -408,12 +500,22 @@ class Connection(asyncio.Protocol):
         try:
             if isinstance(request, FlushRequest):  # nothing to load: only loaded stores are dirty
                 agent = None if request.agent is None else wire_agent(request.agent)
-                self._answer_later(request.id, registry.flush(agent), True, None)
+                self._answer_later(request.id, _then(registry.flush(agent), True), None)
+                return None
+            if isinstance(request, UnwatchRequest):
+                self._unwatch(request)
                 return None
             agents = agents_of(request)
-            for_write = isinstance(request, WriteRequestBase)
+            if isinstance(request, PruneRequest):  # loads only a store that exists
+                prune = registry.prune(agents[0], dry_run=request.dry_run)
+                self._answer_later(request.id, prune, None)
+                return None
+            for_write = isinstance(request, WriteRequestBase | WatchRequest)
             if not registry.ready(agents, for_write=for_write):
                 return lambda: registry.prepare(agents, for_write=for_write)
+            if isinstance(request, WatchRequest):
+                self._watch(request, agents[0])
+                return None
             outcome = self.server.dispatcher.execute(request, agents)
         except ServerError as error:
             self._send_error(request.id, error)
@@ -422,9 +524,8 @@ class Connection(asyncio.Protocol):
             self._send_internal_error(request)
             return None
         if isinstance(request, WriteRequestBase) and request.durable:
-            self._answer_later(
-                request.id, registry.wait_durable(agents), outcome.result, outcome.seq
-            )
+            wait = _then(registry.wait_durable(agents), outcome.result)
+            self._answer_later(request.id, wait, outcome.seq)
         else:
             self._send_result(request.id, outcome.result, outcome.seq)
         return None
@@ -454,16 +555,17 @@ class Connection(asyncio.Protocol):
                 self._refuse_if_answered()
 
     def _answer_later(
-        self, request_id: int, wait: Coroutine[Any, Any, None], result: Any, seq: int | None
+        self, request_id: int, result: Coroutine[Any, Any, Any], seq: int | None
     ) -> None:
+        """Reply with what ``result`` returns, once it does (a durable write, flush, prune)."""
         self.waiting += 1
-        self.server.spawn(self._reply_when_done(request_id, wait, result, seq))
+        self.server.spawn(self._reply_when_done(request_id, result, seq))
 
     async def _reply_when_done(
-        self, request_id: int, wait: Awaitable[None], result: Any, seq: int | None
+        self, request_id: int, result_of: Coroutine[Any, Any, Any], seq: int | None
     ) -> None:
         try:
-            await wait
+            result = await result_of
         except ServerError as error:
             self._send_error(request_id, error)
         except Exception:
@@ -475,6 +577,52 @@ class Connection(asyncio.Protocol):
             self.waiting -= 1
             self._update_reading()
             self._refuse_if_answered()
+
+    # -- watches -------------------------------------------------------------------------
+
+    def _watch(self, request: WatchRequest, agent_id: str) -> None:
+        """Start a watch: a progress mark with its starting seq, then the changes."""
+        limits = self.limits
+        if request.id in self.watches:
+            raise InvalidRequestError(f"a watch with id {request.id} is already running")
+        if len(self.watches) >= limits.max_watches_per_connection:
+            raise InvalidRequestError(
+                f"at most {limits.max_watches_per_connection} watches per connection"
+            )
+        registry = self.server.registry
+        fields = self.server.dispatcher.check_projection(request.fields)
+        hub = registry.hub_for(agent_id)
+        store = registry.store_for(agent_id, for_write=True)
+        watch = _Watch(self, request, fields=fields, hub=hub, store=store)
+        hub.subscribe(watch, request.since)
+        self.watches[request.id] = watch
+        watch.send(WatchEvent(type="progress", seq=watch.position))
+        hub.catch_up(watch)
+
+    def _unwatch(self, request: UnwatchRequest) -> None:
+        watch = self.watches.pop(request.watch, None)
+        if watch is not None:
+            watch.hub.unsubscribe(watch)
+            watch.send(WatchEvent(type="end", seq=watch.position))
+        self._send_result(request.id, watch is not None, None)
+
+    def _mark_progress(self, now: float) -> None:
+        """Idle watches get a progress mark: the store's seq, a position to save."""
+        for watch in list(self.watches.values()):
+            hub = watch.hub
+            if now - watch.last_sent_at < self.limits.watch_progress_s or watch in hub.behind:
+                continue
+            if self.writing_paused:
+                return
+            watch.position = hub.seq
+            watch.send(WatchEvent(type="progress", seq=hub.seq))
+
+    def end_watches(self, error: ServerError) -> None:
+        """The daemon stops: every watch ends with ``error`` (clients watch again later)."""
+        for watch in list(self.watches.values()):
+            watch.hub.unsubscribe(watch)
+            self._send_error(watch.request_id, error)
+        self.watches.clear()
 
     # -- replies -------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from sessiond_client.errors import (
     UnknownOpError,
 )
 from sessiond_client.protocol import PROTOCOL_VERSION
-from sessiond_client.results import Resolution, ServerInfo, Session, SessionPage
+from sessiond_client.results import Resolution, ServerInfo, Session, SessionPage, WatchEvent
 from sessiond_client.retry import Backoff, RetryPolicy
 from sessiond_client.sync import Client
 
@@ -71,6 +71,7 @@ __all__ = [
     "TransportError",
     "UnavailableError",
     "UnknownOpError",
+    "WatchEvent",
 ]
 
 __version__ = "0.1.0"

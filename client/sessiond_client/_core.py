@@ -30,16 +30,21 @@ from sessiond_client.protocol import (
     ListRequest,
     ListResult,
     PatchRequest,
+    PruneRequest,
+    PruneResult,
     ReplaceRequest,
     Reply,
     Request,
     ResolveRequest,
     ResolveResult,
     StatsRequest,
+    UnwatchRequest,
     UpdateLastRouteRequest,
     UpdateRequest,
+    WatchRequest,
 )
-from sessiond_client.results import Resolution, ServerInfo, Session, SessionPage
+from sessiond_client.protocol import WatchEvent as WireWatchEvent
+from sessiond_client.results import Resolution, ServerInfo, Session, SessionPage, WatchEvent
 
 __all__ = [
     "AsyncUpdateFn",
@@ -75,6 +80,8 @@ _list_decoder = msgspec.msgpack.Decoder(ListResult)
 _resolve_decoder = msgspec.msgpack.Decoder(ResolveResult)
 _hello_decoder = msgspec.msgpack.Decoder(HelloResult)
 _bool_decoder = msgspec.msgpack.Decoder(bool)
+_watch_event_decoder = msgspec.msgpack.Decoder(WireWatchEvent)
+_prune_decoder = msgspec.msgpack.Decoder(PruneResult)
 _any_decoder = msgspec.msgpack.Decoder()
 _encoder = msgspec.msgpack.Encoder()
 
@@ -420,6 +427,30 @@ def resolve_call(
         durable=durable,
     )
     return _write_call(request, to_resolution)
+
+
+def to_watch_event(raw: msgspec.Raw, seq: int | None = None) -> WatchEvent:
+    event = _watch_event_decoder.decode(raw)
+    return WatchEvent(event.type, event.seq, event.key, event.entry, event.revision)
+
+
+def watch_call(
+    *, prefix: str, agent: str | None, since: int | None, fields: Sequence[str] | None
+) -> Call:
+    request = WatchRequest(id=0, prefix=prefix, agent=agent, since=since, fields=_names(fields))
+    return Call("watch", request, to_watch_event)
+
+
+def unwatch_call(watch_id: int) -> Call:
+    return Call("unwatch", UnwatchRequest(id=0, watch=watch_id), to_bool)
+
+
+def to_prune_result(raw: msgspec.Raw, seq: int | None = None) -> PruneResult:
+    return _prune_decoder.decode(raw)
+
+
+def prune_call(*, agent: str | None, dry_run: bool) -> Call:
+    return Call("prune", PruneRequest(id=0, agent=agent, dry_run=dry_run), to_prune_result)
 
 
 def flush_call(agent: str | None) -> Call:

@@ -18,7 +18,9 @@ from typing import Any, Literal
 
 from sessiond_client import _core
 from sessiond_client._core import FLUSH_TIMEOUT_S, AsyncUpdateFn
+from sessiond_client._watch import AsyncWatch
 from sessiond_client.errors import ConflictError
+from sessiond_client.protocol import PruneResult
 from sessiond_client.results import Resolution, ServerInfo, Session, SessionPage
 from sessiond_client.retry import RetryPolicy
 
@@ -33,6 +35,9 @@ class AsyncOperations:
     retry: RetryPolicy
 
     async def _call(self, call: _core.Call, timeout_s: float | None = None) -> Any:
+        raise NotImplementedError
+
+    def _watch(self, call: _core.Call) -> AsyncWatch:
         raise NotImplementedError
 
     async def hello(self) -> ServerInfo:
@@ -254,6 +259,31 @@ class AsyncOperations:
     async def stats(self, *, agent: str | None = None) -> dict[str, Any]:
         """The daemon's counters (per op, connections, stores, flushes, uptime)."""
         result: dict[str, Any] = await self._call(_core.stats_call(agent))
+        return result
+
+    def watch(
+        self,
+        prefix: str = "",
+        *,
+        agent: str | None = None,
+        since: int | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> AsyncWatch:
+        """Changes under ``prefix`` in one store (``agent``, default main), as a context
+        manager that iterates :class:`WatchEvent` (``put``, ``delete``, ``progress``).
+
+        ``since``: deliver every change with a higher seq first (a write's ``seq``, a
+        list's ``seq``, or a saved ``position``), then live ones; None: from now. Raises
+        :class:`CompactedError` (with ``oldest_seq``) when the daemon no longer keeps
+        changes that old: list, then watch from the list's seq. After a reconnect the
+        watch resumes on its own from the last event it delivered.
+        """
+        return self._watch(_core.watch_call(prefix=prefix, agent=agent, since=since, fields=fields))
+
+    async def prune(self, *, agent: str | None = None, dry_run: bool = False) -> PruneResult:
+        """Apply the store's retention rules now (``dry_run``: only say what would go and
+        what is kept, and why). Archived to ``sessions.pruned.jsonl`` before deleting."""
+        result: PruneResult = await self._call(_core.prune_call(agent=agent, dry_run=dry_run))
         return result
 
     async def update_with(

@@ -22,6 +22,7 @@ connect error).
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from typing import Any
 
 from sessiond_client import _core
@@ -33,7 +34,7 @@ from sessiond_client.errors import (
     SessiondError,
     ShuttingDownError,
 )
-from sessiond_client.protocol import DEFAULT_MAX_FRAME_BYTES, Reply
+from sessiond_client.protocol import DEFAULT_MAX_FRAME_BYTES, Reply, WatchRequest
 from sessiond_client.results import ServerInfo
 from sessiond_client.retry import RetryPolicy
 
@@ -46,7 +47,9 @@ class PendingCall:
     __slots__ = (
         "call",
         "deadline",
+        "ended",
         "error",
+        "events",
         "internal",
         "order",
         "reply",
@@ -65,9 +68,19 @@ class PendingCall:
         self.error: SessiondError | None = None
         self.waiter: Any = None
         self.internal = False
+        self.events: deque[Any] = deque()
+        """A streaming call's (``watch``) events not yet taken by its reader."""
+        self.ended = False
+
+    @property
+    def streaming(self) -> bool:
+        return isinstance(self.call.request, WatchRequest)
 
     @property
     def done(self) -> bool:
+        """Nothing more will come: a reply (or for a stream, its end) or an error."""
+        if self.streaming:
+            return self.ended or self.error is not None
         return self.reply is not None or self.error is not None
 
     def result(self) -> Any:
@@ -128,18 +141,37 @@ class Pipeline:
         daemon refused because it is stopping goes back to the backlog."""
         if reply.id is None:
             raise _core.reply_error(reply) or ProtocolError("reply without an id")
-        pending = self.in_flight.pop(reply.id, None)
+        pending = self.in_flight.get(reply.id)
         if pending is None:
             return None
         error = _core.reply_error(reply)
         if isinstance(error, ShuttingDownError):
             self.draining = True  # nothing more is sent on this connection
+            del self.in_flight[reply.id]
             self.backlog.append(pending)
             return None
+        if pending.streaming and error is None:
+            return self._stream_event(pending, reply)
+        del self.in_flight[reply.id]
         pending.reply = reply
+        if pending.streaming:
+            pending.error = error  # a watch ends with its error (compacted, lagged...)
         if pending.internal:
             self._hello_answered(pending)
             return None
+        return pending
+
+    def _stream_event(self, pending: PendingCall, reply: Reply) -> PendingCall:
+        """One more reply of a watch: keep it, and resume after it if the watch is resent."""
+        event = _core.reply_result(reply, pending.call.convert)
+        pending.deadline = None  # started: events come when changes do
+        request = pending.call.request
+        assert isinstance(request, WatchRequest)
+        request.since = event.seq
+        pending.events.append(event)
+        if event.type == "end":
+            pending.ended = True
+            self.in_flight.pop(reply.id or 0, None)
         return pending
 
     def _hello_answered(self, pending: PendingCall) -> None:

@@ -24,6 +24,7 @@ from typing import Any, cast
 from sessiond_client import _core
 from sessiond_client._ops_async import AsyncOperations
 from sessiond_client._pipeline import PendingCall, Pipeline
+from sessiond_client._watch import AsyncWatch
 from sessiond_client.errors import (
     ConnectionLostError,
     DaemonUnavailableError,
@@ -32,7 +33,7 @@ from sessiond_client.errors import (
     SessiondError,
 )
 from sessiond_client.protocol import FrameDecoder
-from sessiond_client.results import ServerInfo
+from sessiond_client.results import ServerInfo, WatchEvent
 from sessiond_client.retry import RetryPolicy
 
 __all__ = ["AsyncClient"]
@@ -82,7 +83,7 @@ class _SocketTransport:
         self.outgoing: list[bytearray] = []
         self.sweep_scheduled = False
 
-    async def call(self, call: _core.Call, timeout_s: float) -> Any:
+    def _submit(self, call: _core.Call, timeout_s: float) -> PendingCall:
         pipeline = self.pipeline
         pending = pipeline.submit(call, timeout_s)
         pending.waiter = self.loop.create_future()
@@ -90,6 +91,37 @@ class _SocketTransport:
             self._write(pipeline.frame_for(pending, self.loop.time()))
         else:
             self._connect_soon()
+        return pending
+
+    # -- streams (watch) -------------------------------------------------------------------
+
+    def start_stream(self, call: _core.Call) -> PendingCall:
+        return self._submit(call, self.settings.timeout_s)
+
+    async def next_event(self, stream: PendingCall) -> WatchEvent | None:
+        """The stream's next event; None once it ended; its error raised."""
+        while True:
+            if stream.events:
+                event: WatchEvent = stream.events.popleft()
+                return None if event.type == "end" else event
+            if stream.error is not None:
+                raise stream.error
+            if stream.ended:
+                return None
+            stream.waiter = self.loop.create_future()
+            await stream.waiter
+
+    async def stop_stream(self, stream: PendingCall) -> None:
+        """Stop routing the stream's events; tell the daemon if it is still running."""
+        was_running = stream.request_id in self.pipeline.in_flight and not stream.done
+        self.pipeline.abandon(stream)
+        if was_running and self.protocol is not None and stream.request_id is not None:
+            with contextlib.suppress(SessiondError):
+                await self.call(_core.unwatch_call(stream.request_id), self.settings.timeout_s)
+
+    async def call(self, call: _core.Call, timeout_s: float) -> Any:
+        pipeline = self.pipeline
+        pending = self._submit(call, timeout_s)
         try:
             await pending.waiter
         except asyncio.CancelledError:
@@ -262,7 +294,13 @@ class AsyncClient(AsyncOperations):
         else:
             self._pipeline.close()
 
-    async def _call(self, call: _core.Call, timeout_s: float | None = None) -> Any:
+    def _socket(self) -> _SocketTransport:
         if self._transport is None:
             self._transport = _SocketTransport(self.settings, self._pipeline)
-        return await self._transport.call(call, timeout_s or self.settings.timeout_s)
+        return self._transport
+
+    async def _call(self, call: _core.Call, timeout_s: float | None = None) -> Any:
+        return await self._socket().call(call, timeout_s or self.settings.timeout_s)
+
+    def _watch(self, call: _core.Call) -> AsyncWatch:
+        return AsyncWatch(self._socket(), call)

@@ -39,6 +39,9 @@ __all__ = [
     "ListResult",
     "OkReply",
     "PatchRequest",
+    "PruneRequest",
+    "PruneResult",
+    "PrunedEntry",
     "ReplaceRequest",
     "Reply",
     "Request",
@@ -47,8 +50,11 @@ __all__ = [
     "ResolveRequest",
     "ResolveResult",
     "StatsRequest",
+    "UnwatchRequest",
     "UpdateLastRouteRequest",
     "UpdateRequest",
+    "WatchEvent",
+    "WatchRequest",
     "encode_frame",
 ]
 
@@ -145,6 +151,27 @@ class FlushRequest(RequestBase, tag="flush"):
     pass
 
 
+class WatchRequest(RequestBase, tag="watch"):
+    """Changes of one store under ``prefix``: every change after ``since`` (None: from
+    now on), then live ones, as replies carrying this request's id until ``unwatch``."""
+
+    prefix: str = ""
+    since: int | None = None
+    fields: list[str] | None = None
+
+
+class UnwatchRequest(RequestBase, tag="unwatch"):
+    """End the watch whose request id is ``watch``."""
+
+    watch: int
+
+
+class PruneRequest(RequestBase, tag="prune"):
+    """Apply the store's retention now (or, ``dry_run``, only say what it would do)."""
+
+    dry_run: bool = False
+
+
 class StatsRequest(RequestBase, tag="stats"):
     pass
 
@@ -162,6 +189,9 @@ Request = (
     | ResolveRequest
     | FlushRequest
     | StatsRequest
+    | WatchRequest
+    | UnwatchRequest
+    | PruneRequest
 )
 
 OP_OF_REQUEST: Final[dict[type, str]] = {
@@ -330,6 +360,38 @@ class ResolveResult(msgspec.Struct):
     body_stripped: str | None
     entry: Any
     revision: str
+
+
+class WatchEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One reply of a watch: ``type`` is ``put`` (``entry``, ``revision`` set), ``delete``,
+    ``progress`` (no change; the store is at ``seq``: a position to save), or ``end`` (the
+    watch is over; no more replies carry its id)."""
+
+    type: Literal["put", "delete", "progress", "end"]
+    seq: int
+    key: str | None = None
+    entry: Any = None
+    revision: str | None = None
+
+
+class PrunedEntry(msgspec.Struct):
+    key: str
+    reason: str
+    updated_at: float | None = None
+
+
+class PruneResult(msgspec.Struct, kw_only=True):
+    """What retention did (or, for a dry run, would do): ``pruned`` with the reason
+    (``age`` or ``cap``), ``kept`` entries that a rule would have taken and why they stay,
+    ``entries`` left, and ``over_cap`` when protected entries alone exceed the cap."""
+
+    mode: str
+    dry_run: bool
+    pruned: list[PrunedEntry]
+    kept: list[PrunedEntry]
+    entries: int
+    over_cap: bool = False
+    archive: str | None = None
 
 
 class HelloResult(msgspec.Struct, kw_only=True):

@@ -14,7 +14,7 @@ import msgspec
 
 from sessiond_client.entry import SessionEntry
 
-__all__ = ["Resolution", "ServerInfo", "Session", "SessionPage"]
+__all__ = ["Resolution", "ServerInfo", "Session", "SessionPage", "WatchEvent"]
 
 
 class Session:
@@ -99,3 +99,15 @@ class ServerInfo(msgspec.Struct, frozen=True, kw_only=True):
     max_depth: int
     max_fields: int
     max_inflight_per_connection: int
+
+
+class WatchEvent(msgspec.Struct, frozen=True):
+    """One change a watch delivers: ``type`` is ``put`` (``entry`` holds the stored object,
+    as ``Session.data`` does) or ``delete`` (``entry`` is None), or ``progress``: no change,
+    the store is at ``seq`` — a position to save and to watch again from."""
+
+    type: str
+    seq: int
+    key: str | None = None
+    entry: Any = None
+    revision: str | None = None

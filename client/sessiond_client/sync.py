@@ -20,12 +20,14 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 from sessiond_client import _core
 from sessiond_client._ops_sync import SyncOperations
 from sessiond_client._pipeline import PendingCall, Pipeline
+from sessiond_client._watch import Watch
 from sessiond_client.errors import (
     ConnectionLostError,
     DaemonUnavailableError,
@@ -34,7 +36,7 @@ from sessiond_client.errors import (
     SessiondError,
 )
 from sessiond_client.protocol import FrameDecoder
-from sessiond_client.results import ServerInfo
+from sessiond_client.results import ServerInfo, WatchEvent
 from sessiond_client.retry import RetryPolicy
 
 __all__ = ["Client"]
@@ -85,20 +87,48 @@ class _SocketTransport:
         self.read_view = memoryview(self.read_buffer)
 
     def call(self, call: _core.Call, timeout_s: float) -> Any:
+        pending = self._submit(call, timeout_s)
+        self._wait(pending, lambda: pending.done)
+        return pending.result()
+
+    def _submit(self, call: _core.Call, timeout_s: float) -> PendingCall:
+        """Register a call and, when connected, write it (ids are taken in wire order)."""
         pipeline = self.pipeline
         with self.send_lock:
             with self.state_lock:
                 pending = pipeline.submit(call, timeout_s)
                 pending.waiter = _Waiter()
                 connection = self.connection if pipeline.can_send else None
-                frame = (
-                    pipeline.frame_for(pending, time.monotonic())
-                    if connection is not None
-                    else None
-                )
-            if connection is not None and frame is not None:
+                if connection is not None:
+                    frame = pipeline.frame_for(pending, time.monotonic())
+            if connection is not None:
                 self._send(connection, frame)
-        return self._wait(pending)
+        return pending
+
+    # -- streams (watch) -------------------------------------------------------------------
+
+    def start_stream(self, call: _core.Call) -> PendingCall:
+        return self._submit(call, self.settings.timeout_s)
+
+    def next_event(self, stream: PendingCall) -> WatchEvent | None:
+        """The stream's next event (blocking); None once it ended; its error raised."""
+        self._wait(stream, lambda: bool(stream.events) or stream.done)
+        with self.state_lock:
+            event: WatchEvent | None = stream.events.popleft() if stream.events else None
+        if event is None:
+            if stream.error is not None:
+                raise stream.error
+            return None
+        return None if event.type == "end" else event
+
+    def stop_stream(self, stream: PendingCall) -> None:
+        """Stop routing the stream's events; tell the daemon if it is still running."""
+        with self.state_lock:
+            was_running = stream.request_id in self.pipeline.in_flight and not stream.done
+            self.pipeline.abandon(stream)
+        if was_running and self.connection is not None and stream.request_id is not None:
+            with contextlib.suppress(SessiondError):
+                self.call(_core.unwatch_call(stream.request_id), self.settings.timeout_s)
 
     def _send(self, connection: _Connection, frame: bytes | bytearray) -> None:
         """Write under the send lock (held by the caller)."""
@@ -126,27 +156,27 @@ class _SocketTransport:
 
     # -- waiting -------------------------------------------------------------------------
 
-    def _wait(self, pending: PendingCall) -> Any:
-        while not pending.done:
+    def _wait(self, pending: PendingCall, ready: Callable[[], bool]) -> None:
+        """Read (or wait while another thread reads, or reconnect) until ``ready()``."""
+        while not ready():
             connection = self.connection
             if connection is None:
-                self._connect_or_sleep(pending)
+                self._connect_or_sleep(pending, ready)
             elif self.read_lock.acquire(blocking=False):
                 try:
-                    if not pending.done and self.connection is connection:
+                    if not ready() and self.connection is connection:
                         self._read_once(connection)
                 finally:
                     self.read_lock.release()
                     self._wake_all()
             else:
-                self._sleep(pending, READ_SLICE_S)
+                self._sleep(pending, ready, READ_SLICE_S)
             self._check_deadlines()
-        return pending.result()
 
-    def _sleep(self, pending: PendingCall, seconds: float) -> None:
+    def _sleep(self, pending: PendingCall, ready: Callable[[], bool], seconds: float) -> None:
         waiter: _Waiter = pending.waiter
         with self.state_lock:
-            if pending.done:
+            if ready():
                 return
             event = waiter.event = waiter.event or threading.Event()
             event.clear()
@@ -236,13 +266,13 @@ class _SocketTransport:
 
     # -- connecting ------------------------------------------------------------------------
 
-    def _connect_or_sleep(self, pending: PendingCall) -> None:
+    def _connect_or_sleep(self, pending: PendingCall, ready: Callable[[], bool]) -> None:
         delay_s = self.next_attempt_at - time.monotonic()
         if delay_s > 0 or not self.connect_lock.acquire(blocking=False):
-            self._sleep(pending, max(0.001, min(delay_s, READ_SLICE_S)))
+            self._sleep(pending, ready, max(0.001, min(delay_s, READ_SLICE_S)))
             return
         try:
-            if self.connection is None and not pending.done:
+            if self.connection is None and not ready():
                 self._connect()
         finally:
             self.connect_lock.release()
@@ -343,3 +373,6 @@ class Client(SyncOperations):
 
     def _call(self, call: _core.Call, timeout_s: float | None = None) -> Any:
         return self._transport.call(call, timeout_s or self.settings.timeout_s)
+
+    def _watch(self, call: _core.Call) -> Watch:
+        return Watch(self._transport, call)

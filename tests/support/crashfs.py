@@ -137,6 +137,12 @@ class CrashFiles(FileOps):
         self._note_name(path, inode)
         return self._open(inode, writable=True)
 
+    def open_append(self, path: str) -> int:
+        inode = self.names.get(path)
+        if inode is None:
+            return self.create(path)
+        return self._open(inode, writable=True)
+
     def open_for_sync(self, path: str) -> int:
         inode = self.names.get(path)
         if inode is None:

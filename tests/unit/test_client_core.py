@@ -293,6 +293,9 @@ def every_call() -> list[_core.Call]:
         ),
         _core.flush_call(None),
         _core.stats_call(),
+        _core.watch_call(prefix="", agent=None, since=None, fields=None),
+        _core.unwatch_call(1),
+        _core.prune_call(agent=None, dry_run=True),
     ]
 
 
@@ -338,6 +341,9 @@ def test_calls_name_their_op_and_tag_their_request() -> None:
         _core.delete_call(key="k", agent=None, if_revision=None, durable=False),
         _core.flush_call(None),
         _core.stats_call(),
+        _core.watch_call(prefix="", agent=None, since=None, fields=None),
+        _core.unwatch_call(1),
+        _core.prune_call(agent=None, dry_run=True),
     ]
     for call in calls:
         assert wire(call)["op"] == call.op

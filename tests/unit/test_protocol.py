@@ -38,6 +38,7 @@ from sessiond_client.protocol import (
     StatsRequest,
     UpdateLastRouteRequest,
     UpdateRequest,
+    WatchRequest,
     WriteRequestBase,
     encode_frame,
 )
@@ -56,6 +57,9 @@ DESIGN_OPS = {
     "resolve",
     "flush",
     "stats",
+    "watch",
+    "unwatch",
+    "prune",
 }
 
 request_decoder: msgspec.msgpack.Decoder[Request] = msgspec.msgpack.Decoder(Request)
@@ -311,7 +315,7 @@ def test_exactly_patch_and_replace_take_if_absent() -> None:
 
 def test_exactly_the_reads_take_a_fields_projection() -> None:
     takes = {cls for cls in Request.__args__ if "fields" in cls.__struct_fields__}
-    assert takes == {GetRequest, GetManyRequest, ListRequest}
+    assert takes == {GetRequest, GetManyRequest, ListRequest, WatchRequest}
     for message in (
         {"op": "get", "key": "k"},
         {"op": "get_many", "keys": ["k"]},
