@@ -1,10 +1,11 @@
-"""The ``sessiond`` command line: ``serve`` runs the daemon; the admin commands talk to a
-running daemon through the sync client; ``check`` validates a store file offline. Does I/O.
+"""The ``sessiond`` command line: the parser, ``serve``, ``config`` and ``check``, and the
+dispatch to the admin commands (:mod:`sessiond.cli_admin`, :mod:`sessiond.cli_transfer`),
+which talk to a running daemon through the sync client. Does I/O.
 
 Output is for people by default and JSON with ``--json`` (for scripts). Exit status:
-0 success; 1 failure (an error reply, a corrupt file for ``check``, a failed final
-flush for ``serve``); 2 usage; 69 the daemon cannot be reached; 75 another daemon owns
-the state dir or socket; 78 invalid configuration.
+0 success; 1 failure (an error reply, an invalid file, a failed final flush); 2 usage;
+69 the daemon cannot be reached; 73 the state directory or socket cannot be used; 75
+another daemon owns the state dir or socket; 78 invalid configuration.
 """
 
 from __future__ import annotations
@@ -16,280 +17,212 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from sessiond import __version__
-from sessiond.config import Config, ConfigError, build_config, load_config_file
-from sessiond.storecheck import check_store_file
+from sessiond.cli_admin import add_admin_commands
+from sessiond.cli_common import (
+    EXIT_CANT_CREATE,
+    EXIT_CODES,
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_IN_USE,
+    EXIT_UNAVAILABLE,
+    SYSTEMD_SOCKET,
+    Subcommands,
+    add_location_options,
+    root_formatter,
+)
+from sessiond.cli_transfer import add_transfer_commands
+from sessiond.config import (
+    Config,
+    ConfigError,
+    build_config,
+    load_config_file,
+    settings_with_origins,
+)
+from sessiond.logsetup import configure_logging
+from sessiond.storecheck import check_path
 from sessiond.systemd import SocketActivationError
 from sessiond_client import Client, DaemonUnavailableError, RetryPolicy, SessiondError
 
-__all__ = ["main"]
-
-EXIT_FAILURE = 1
-EXIT_UNAVAILABLE = 69
-EXIT_CANT_CREATE = 73
-EXIT_IN_USE = 75
-EXIT_CONFIG = 78
+__all__ = ["build_parser", "main"]
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", help="state directory (default: see README)")
-    parser.add_argument("--socket", help="Unix socket path")
-    parser.add_argument("--config", help="TOML config file (env SESSIOND_CONFIG)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sessiond", description="session store daemon")
+def build_parser() -> tuple[argparse.ArgumentParser, Subcommands]:
+    parser = argparse.ArgumentParser(
+        prog="sessiond",
+        description="sessiond: the session store daemon for hosts running chat-bot processes",
+        epilog=f"run `sessiond COMMAND --help` for each command's options.\n\n{EXIT_CODES}",
+        formatter_class=root_formatter(),
+    )
     parser.add_argument("--version", action="version", version=f"sessiond {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the daemon in the foreground")
-    _add_common(serve)
+    commands = Subcommands(parser)
+    serve = commands.add(
+        "serve", "run the daemon in the foreground", "sessiond serve --state-dir /var/lib/sessiond"
+    )
+    add_location_options(serve, for_serve=True)
     serve.add_argument(
         "--log-level",
         type=str.lower,
         choices=["debug", "info", "warning", "error"],
         help="log verbosity, any case (default: info, or log_level in the config file)",
     )
-    get = commands.add_parser("get", help="show one session entry")
-    get.add_argument("key")
-    ls = commands.add_parser("ls", help="list sessions, newest first")
-    ls.add_argument("--active-minutes", type=float)
-    ls.add_argument("--prefix")
-    ls.add_argument("--label")
-    ls.add_argument("--limit", type=int, help="stop after this many (default: all)")
-    commands.add_parser("stats", help="show the daemon's counters")
-    commands.add_parser("flush", help="write every store to disk now")
-    check = commands.add_parser("check", help="validate a store file offline")
-    check.add_argument("path")
-    check.add_argument("--json", action="store_true")
-    resolve = commands.add_parser("resolve", help="resolve a message to its session")
-    for field in (
-        "from",
-        "chat-type",
-        "provider",
-        "session-key",
-        "group-subject",
-        "group-room",
-        "group-space",
-        "thread-label",
-        "message-thread-id",
-        "body",
-    ):
-        resolve.add_argument(f"--{field}")
-    resolve.add_argument("--unauthorized", action="store_true", help="sender may not reset")
-    for command in (get, ls, commands.choices["stats"], commands.choices["flush"], resolve):
-        _add_common(command)
-        command.add_argument("--agent")
-        command.add_argument("--json", action="store_true", help="machine-readable output")
-    return parser
+    serve.add_argument(
+        "--log-format",
+        type=str.lower,
+        choices=["text", "json"],
+        help="log lines as text, or one JSON object per line for log shippers "
+        "(default: text, or log_format in the config file)",
+    )
+    config = commands.add(
+        "config",
+        "print the effective configuration and where each value comes from",
+        "sessiond config --check /etc/sessiond/sessiond.toml",
+    )
+    add_location_options(config, for_serve=True)
+    config.add_argument("--check", metavar="FILE", help="only validate FILE (exit 0 or 78)")
+    config.add_argument("--json", action="store_true", help="machine-readable output")
+    check = commands.add(
+        "check",
+        "validate a store file, or every store and journal under a state dir, offline",
+        "sessiond check /var/lib/sessiond",
+    )
+    check.add_argument("path", metavar="PATH|STATE_DIR", help="a sessions.json or a state dir")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    add_admin_commands(commands)
+    add_transfer_commands(commands)
+    return parser, commands
 
 
-def load_config(args: argparse.Namespace) -> Config:
-    config_path = args.config or os.environ.get("SESSIOND_CONFIG")
+def load_config(args: argparse.Namespace) -> tuple[Config, dict[str, Any], str | None]:
+    """The configuration the flags, the environment and the file give (and the file's data)."""
+    config_path = args.config or os.environ.get("SESSIOND_CONFIG") or None
     file_data = load_config_file(config_path) if config_path else {}
-    return build_config(
+    config = build_config(
         file_data,
         environ=os.environ,
         home=os.path.expanduser("~"),
-        state_dir_flag=args.state_dir,
-        socket_flag=args.socket,
+        state_dir_flag=getattr(args, "state_dir", None),
+        socket_flag=getattr(args, "socket", None),
+        source=config_path or "configuration",
     )
+    return config, file_data, config_path
 
 
-def configure_logging(level: str) -> None:
-    # journald stamps each line itself; a terminal gets our own timestamps.
-    stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
-    logging.basicConfig(
-        level=level.upper(), stream=sys.stderr, format=f"{stamp}%(levelname)s %(name)s: %(message)s"
-    )
+def admin_socket(args: argparse.Namespace, config: Config, file_data: dict[str, Any]) -> str:
+    """Where an admin command finds the daemon: flag, env, config file, then the systemd
+    socket if it exists, then the default path."""
+    explicit = args.socket or os.environ.get("SESSIOND_SOCKET") or file_data.get("socket_path")
+    if explicit:
+        return str(explicit)
+    if (
+        not args.state_dir
+        and not os.environ.get("SESSIOND_STATE_DIR")
+        and os.path.exists(SYSTEMD_SOCKET)
+    ):
+        return SYSTEMD_SOCKET
+    return config.socket_path
 
 
 def run_serve(args: argparse.Namespace, config: Config) -> int:
     from sessiond.daemon import AlreadyRunningError, StartupError, run_daemon
 
-    configure_logging(args.log_level or config.log_level)
+    configure_logging(args.log_level or config.log_level, args.log_format or config.log_format)
     faulthandler.enable()
+    log = logging.getLogger("sessiond")
     try:
         import uvloop
     except ImportError:
-        logging.getLogger("sessiond").info("uvloop is not installed; using asyncio's loop")
+        log.info("uvloop is not installed; using asyncio's loop")
         runner: Callable[[Any], int] = asyncio.run
     else:
         runner = uvloop.run
     try:
-        return runner(run_daemon(config, reload_config=lambda: load_config(args)))
+        return runner(run_daemon(config, reload_config=lambda: load_config(args)[0]))
     except AlreadyRunningError as error:
-        logging.getLogger("sessiond").error("%s", error)
+        log.error("%s", error)
         return EXIT_IN_USE
     except StartupError as error:
-        logging.getLogger("sessiond").error("%s", error)
+        log.error("%s", error)
         return EXIT_CANT_CREATE
     except SocketActivationError as error:
-        logging.getLogger("sessiond").error("socket activation: %s", error)
+        log.error("socket activation: %s", error)
         return EXIT_CONFIG
 
 
-def _age(updated_at: Any) -> str:
-    if not isinstance(updated_at, int | float):
-        return "?"
-    seconds = max(0.0, time.time() - updated_at / 1000)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit} ago"
-    return f"{seconds:.0f}s ago"
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True))
-
-
-def run_get(client: Client, args: argparse.Namespace) -> int:
-    session = client.get(args.key, agent=args.agent)
-    if session is None:
-        if args.json:
-            _print_json(None)
-        else:
-            print(f"no session {args.key!r}", file=sys.stderr)
-        return EXIT_FAILURE
-    if args.json:
-        _print_json({"key": session.key, "revision": session.revision, "entry": session.data})
-    else:
-        print(f"{session.key}  (revision {session.revision})")
-        print(json.dumps(session.data, indent=2, ensure_ascii=False))
-    return 0
-
-
-def run_ls(client: Client, args: argparse.Namespace) -> int:
-    rows: list[dict[str, Any]] = []
-    cursor: str | None = None
-    while args.limit is None or len(rows) < args.limit:
-        page = client.list(
-            agent=args.agent,
-            prefix=args.prefix,
-            label=args.label,
-            active_minutes=args.active_minutes,
-            cursor=cursor,
-            limit=500,
-        )
-        rows.extend({"key": s.key, "revision": s.revision, "entry": s.data} for s in page.items)
-        cursor = page.cursor
-        if cursor is None:
-            break
-    rows = rows if args.limit is None else rows[: args.limit]
-    if args.json:
-        _print_json(rows)
+def run_config(args: argparse.Namespace) -> int:
+    if args.check:
+        try:
+            build_config(load_config_file(args.check), environ={}, home="/", source=args.check)
+        except ConfigError as error:
+            print(f"sessiond: {error}", file=sys.stderr)
+            return EXIT_CONFIG
+        print(f"{args.check}: OK")
         return 0
-    for row in rows:
-        entry = row["entry"] if isinstance(row["entry"], dict) else {}
-        name = entry.get("displayName") or entry.get("label") or ""
-        print(
-            f"{_age(entry.get('updatedAt')):>9}  {row['key']}  {entry.get('sessionId', '')}  {name}"
-        )
-    print(f"{len(rows)} session(s)", file=sys.stderr)
-    return 0
-
-
-def run_stats(client: Client, args: argparse.Namespace) -> int:
-    stats = client.stats()
+    config, file_data, config_path = load_config(args)
+    rows = settings_with_origins(
+        config,
+        file_data=file_data,
+        file_path=config_path,
+        environ=os.environ,
+        state_dir_flag=args.state_dir,
+        socket_flag=args.socket,
+    )
     if args.json:
-        _print_json(stats)
+        print(json.dumps([{"name": n, "value": v, "from": o} for n, v, o in rows], indent=2))
         return 0
-    print(f"uptime {stats.get('uptime_s', 0):.0f} s, {stats.get('connections', 0)} connection(s)")
-    for agent, store in sorted(stats.get("stores", {}).items()):
-        state = f"FAILING: {store['last_error']}" if store.get("failing") else "ok"
-        print(
-            f"store {agent}: {store['entries']} entries, {store['bytes_on_disk']} bytes, "
-            f"journal {store['journal_bytes']} bytes, dirty {store['dirty']}, {state}"
-        )
-    for op, count in sorted(stats.get("ops", {}).items()):
-        print(f"  {op}: {count}")
-    return 0
-
-
-def run_flush(client: Client, args: argparse.Namespace) -> int:
-    client.flush(agent=args.agent)
-    if args.json:
-        _print_json(True)
-    else:
-        print("flushed")
-    return 0
-
-
-def run_resolve(client: Client, args: argparse.Namespace) -> int:
-    fields = {
-        "From": args.__dict__["from"],
-        "ChatType": args.chat_type,
-        "Provider": args.provider,
-        "SessionKey": args.session_key,
-        "GroupSubject": args.group_subject,
-        "GroupRoom": args.group_room,
-        "GroupSpace": args.group_space,
-        "ThreadLabel": args.thread_label,
-        "MessageThreadId": args.message_thread_id,
-        "Body": args.body,
-    }
-    ctx = {name: value for name, value in fields.items() if value is not None}
-    resolution = client.resolve(ctx, agent=args.agent, authorized=not args.unauthorized)
-    result = {
-        "session_key": resolution.session_key,
-        "session_id": resolution.session_id,
-        "is_new": resolution.is_new,
-        "reset_triggered": resolution.reset_triggered,
-        "body_stripped": resolution.body_stripped,
-        "revision": resolution.session.revision,
-        "entry": resolution.session.data,
-    }
-    if args.json:
-        _print_json(result)
-    else:
-        state = "new" if resolution.is_new else "existing"
-        print(
-            f"{resolution.session_key} -> {resolution.session_id} ({state}"
-            f"{', reset' if resolution.reset_triggered else ''})"
-        )
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, origin in rows:
+        shown = f"0o{value:o}" if name.endswith("_mode") else json.dumps(value)
+        print(f"{name:<{width}}  {shown}  ({origin})")
     return 0
 
 
 def run_check(args: argparse.Namespace) -> int:
-    report = check_store_file(Path(args.path))
+    reports = check_path(Path(args.path))
     if args.json:
-        _print_json(report.to_dict())
+        print(json.dumps([report.to_dict() for report in reports], indent=2, ensure_ascii=False))
     else:
-        for line in report.lines():
-            print(line)
-    return 0 if report.ok else EXIT_FAILURE
-
-
-ADMIN_COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
-    "get": run_get,
-    "ls": run_ls,
-    "stats": run_stats,
-    "flush": run_flush,
-    "resolve": run_resolve,
-}
+        for report in reports:
+            for line in report.lines():
+                print(line)
+        if not reports:
+            print(f"{args.path}: no store files found")
+    return 0 if reports and all(report.ok for report in reports) else EXIT_FAILURE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser, commands = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "check":
         return run_check(args)
     try:
-        config = load_config(args)
+        if args.command == "config":
+            return run_config(args)
+        config, file_data, _ = load_config(args)
     except ConfigError as error:
         print(f"sessiond: {error}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "serve":
         return run_serve(args, config)
+    socket_path = admin_socket(args, config, file_data)
+    retry = RetryPolicy(reconnect_timeout_s=1.0, first_connect_timeout_s=1.0)
     try:
-        with Client(config.socket_path, retry=RetryPolicy(reconnect_timeout_s=1.0)) as client:
-            return ADMIN_COMMANDS[args.command](client, args)
+        with Client(socket_path, retry=retry, timeout_s=args.timeout) as client:
+            return commands.handlers[args.command](client, args)
     except DaemonUnavailableError as error:
-        print(f"sessiond: {error}", file=sys.stderr)
+        print(
+            f"sessiond: {error} (is the daemon running? --socket, SESSIOND_SOCKET)", file=sys.stderr
+        )
         return EXIT_UNAVAILABLE
     except SessiondError as error:
         print(f"sessiond: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_FAILURE
+    except BrokenPipeError:  # `sessiond export | head`: the reader has gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130

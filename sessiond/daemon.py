@@ -34,7 +34,9 @@ from sessiond import __version__
 from sessiond.access import AccessPolicy
 from sessiond.config import Config, ConfigError, config_changes, runtime_part
 from sessiond.dispatch import Dispatcher
-from sessiond.fileops import REAL_FILES
+from sessiond.fileops import REAL_FILES, directory_mode_for
+from sessiond.logsetup import configure_logging
+from sessiond.metrics_file import remove_metrics_file, write_metrics_forever
 from sessiond.peercred import socket_file_gid
 from sessiond.persistence import StoreLockedError
 from sessiond.registry import StoreRegistry
@@ -58,6 +60,8 @@ EXIT_FLUSH_FAILED = 1
 EXIT_CANT_CREATE = 73
 EXIT_IN_USE = 75
 STATUS_INTERVAL_S = 1.0
+LOAD_PROGRESS_INTERVAL_S = 1.0
+LOAD_TIMEOUT_EXTENSION_S = 30.0
 FINAL_FLUSH_ALLOWANCE_S = 120.0
 
 
@@ -81,10 +85,11 @@ def _describe(error: OSError) -> str:
     return error.strerror or str(error)
 
 
-def prepare_state_dir(state_dir: Path) -> int:
-    """Create (0700) and lock the state directory after checking it can be written."""
+def prepare_state_dir(state_dir: Path, directory_mode: int = 0o700) -> int:
+    """Create (``directory_mode``, default 0700) and lock the state directory after
+    checking it can be written."""
     try:
-        REAL_FILES.make_private_dirs(str(state_dir))
+        REAL_FILES.make_private_dirs(str(state_dir), directory_mode)
     except OSError as error:
         raise StartupError(
             f"cannot create the state directory {state_dir}: {_describe(error)}"
@@ -180,12 +185,47 @@ async def report_status(notifier: Notifier, registry: StoreRegistry) -> None:
             previous = line
 
 
+async def _load_stores(registry: StoreRegistry, notifier: Notifier) -> None:
+    """Load the stores on disk; past the first second, say how far it got every second
+    (log and ``STATUS=``) and ask systemd for more start-up time."""
+    loading = asyncio.ensure_future(registry.preload())
+    started = time.monotonic()
+    while not loading.done():
+        await asyncio.wait([loading], timeout=LOAD_PROGRESS_INTERVAL_S)
+        if loading.done():
+            break
+        progress = registry.load_progress
+        line = (
+            f"loading stores: {progress.done} of {progress.total} loaded "
+            f"({progress.entries} entries) in {time.monotonic() - started:.0f} s"
+        )
+        if progress.current is not None:
+            line += f"; reading {progress.current} ({_megabytes(progress.current)})"
+        log.info("%s", line)
+        notifier.status(line)
+        notifier.extend_timeout(LOAD_TIMEOUT_EXTENSION_S)
+    await loading
+
+
+def _megabytes(path: str) -> str:
+    try:
+        return f"{os.stat(path).st_size / 1e6:.1f} MB"
+    except OSError:
+        return "size unknown"
+
+
 class Daemon:
     """The objects of one running daemon, and what a reload changes in them."""
 
-    def __init__(self, config: Config, reload_config: Callable[[], Config] | None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        reload_config: Callable[[], Config] | None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.config = config
         self.reload_config = reload_config
+        self.notifier = notifier or Notifier(None)
         self.registry = StoreRegistry(config, clock_ms=now_ms, new_session_id=new_session_id)
         self.dispatcher = Dispatcher(config, self.registry, stats=self.stats, clock_ms=now_ms)
         self.server: Server | None = None
@@ -200,12 +240,20 @@ class Daemon:
         }
 
     def reload(self) -> None:
-        """Re-read the configuration; apply what can change now, report the rest."""
+        """Re-read the configuration; apply what can change now, report the rest. Under
+        systemd the reload is bracketed by ``RELOADING=1`` and ``READY=1``."""
         if self.reload_config is None:
             log.warning("no configuration to reload")
             return
+        self.notifier.reloading()
         try:
-            new = self.reload_config()
+            self._reload(self.reload_config)
+        finally:
+            self.notifier.ready(status_line(self.registry))
+
+    def _reload(self, reload_config: Callable[[], Config]) -> None:
+        try:
+            new = reload_config()
         except ConfigError as error:
             log.error("reload refused, the running configuration stays: %s", error)
             return
@@ -219,8 +267,9 @@ class Daemon:
             log.warning("these settings change only at the next restart: %s", ", ".join(pending))
 
     def apply(self, config: Config) -> None:
+        if (config.log_level, config.log_format) != (self.config.log_level, self.config.log_format):
+            configure_logging(config.log_level, config.log_format)
         self.config = config
-        logging.getLogger().setLevel(config.log_level.upper())
         self.dispatcher.config = self.registry.config = config
         self.dispatcher.limits = config.limits
         if self.server is not None:
@@ -238,8 +287,10 @@ async def run_daemon(
     """Run the daemon until ``shutdown_trigger`` returns (default: a stop signal)."""
     notifier = notifier or Notifier.from_environ()
     raise_descriptor_limit()
-    state_lock = prepare_state_dir(Path(config.state_dir))
-    daemon = Daemon(config, reload_config)
+    state_lock = prepare_state_dir(
+        Path(config.state_dir), directory_mode_for(config.persistence.file_mode)
+    )
+    daemon = Daemon(config, reload_config, notifier)
     if shutdown_trigger is None:
         handlers = SignalHandlers(daemon.reload)
         handlers.install(asyncio.get_running_loop())
@@ -262,7 +313,7 @@ async def _serve(
     activated = activated_listener()
     sock = activated or bind_socket(config.socket_path, config.access.socket_mode)
     try:
-        await registry.preload()
+        await _load_stores(registry, notifier)
     except BaseException:
         sock.close()
         if activated is None:
@@ -280,6 +331,9 @@ async def _serve(
         asyncio.create_task(report_status(notifier, registry)),
         asyncio.create_task(registry.unload_idle_forever()),
         asyncio.create_task(registry.retain_forever()),
+        asyncio.create_task(
+            write_metrics_forever(lambda: daemon.config, lambda: daemon.stats(None))
+        ),
     ]
     interval_s = watchdog_interval_s()
     if interval_s is not None:
@@ -289,7 +343,7 @@ async def _serve(
         "sessiond %s serving on %s (pid %d, %s mode, state dir %s): %d stores, %d entries "
         "loaded in %.2f s",
         __version__,
-        "a socket-activated listener" if activated else config.socket_path,
+        f"{sock.getsockname()} (socket-activated)" if activated else config.socket_path,
         os.getpid(),
         config.persistence.durability,
         config.state_dir,
@@ -338,6 +392,7 @@ async def _shut_down(
     server.close_all()
     for task in background:
         task.cancel()
+    remove_metrics_file(config)
     await asyncio.gather(*background, return_exceptions=True)
     log.info("sessiond stopped%s", "" if ok else " (final flush failed)")
     return ok

@@ -17,6 +17,7 @@ is refused), and reply sizes (a ``get_many`` or ``list`` reply never exceeds
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -29,6 +30,7 @@ from sessiond.entries import StoredEntry
 from sessiond.listing import ListFilter, decode_cursor, encode_cursor, select_page
 from sessiond.resolve import ResolveOptions, resolve_session, session_key_for
 from sessiond.store import SessionStore, encode_for_wire
+from sessiond.transfer import ExportViews, Imports
 from sessiond.values import check_json_value
 from sessiond_client.entry import validate_entry_fields
 from sessiond_client.errors import ConflictError, InvalidRequestError
@@ -43,11 +45,14 @@ from sessiond_client.protocol import (
     DeleteRequest,
     EntryRef,
     EntryResult,
+    ExportRequest,
     FlushRequest,
     GetManyRequest,
     GetRequest,
     HelloRequest,
     HelloResult,
+    ImportRequest,
+    ImportResult,
     ListRequest,
     ListResult,
     PatchRequest,
@@ -111,8 +116,9 @@ def wire_agent(agent: str) -> str:
     normal = normalize_agent_id(agent)
     if normal != agent:
         raise InvalidRequestError(
-            f"agent {agent!r} is not a valid agent id; its normal form is {normal!r} "
-            "(1-64 characters of [A-Za-z0-9_-], starting with a letter or digit)"
+            f"agent {agent!r} is not in normal form; use {normal!r} (1-64 characters of "
+            "[A-Za-z0-9_-] starting with a letter or digit, or lowercase [a-z0-9_-] "
+            "not starting or ending with '-')"
         )
     return agent
 
@@ -239,6 +245,8 @@ class Dispatcher:
         self.stats = stats
         self.clock_ms = clock_ms
         self.replayed_writes = 0
+        self.exports = ExportViews(clock_s=time.monotonic)
+        self.imports = Imports(clock_s=time.monotonic, max_bytes=config.limits.max_import_bytes)
 
     # -- validation ---------------------------------------------------------------------
 
@@ -369,6 +377,10 @@ class Dispatcher:
                 return self.hello(request)
             case StatsRequest():
                 return self.stats(None if request.agent is None else wire_agent(request.agent))
+            case ExportRequest():
+                return self.export(request)
+            case ImportRequest():
+                return self.import_entries(request)
             case FlushRequest() | WatchRequest() | UnwatchRequest() | PruneRequest():
                 raise AssertionError(f"{type(request).__name__} is handled by the server shell")
 
@@ -461,6 +473,69 @@ class Dispatcher:
             last_position = position
         cursor = encode_cursor(last_position) if has_more and items else None
         return ListResult(items, cursor, store.seq)
+
+    def export(self, request: ExportRequest) -> ListResult:
+        """A page of a consistent copy of one store (see :mod:`sessiond.transfer`)."""
+        limits = self.limits
+        limit = limits.max_list_limit if request.limit is None else request.limit
+        if not 1 <= limit <= limits.max_list_limit:
+            raise InvalidRequestError(f"limit must be 1 to {limits.max_list_limit}")
+        agent_id = agent_of(request.agent, None)
+        store = self.stores.store_for(agent_id, for_write=False)
+        cursor = request.cursor or self.exports.start(agent_id, store.entries, store.seq)
+        page, seq = self.exports.page(cursor, agent_id, limit)
+        items: list[EntryResult] = []
+        reply_bytes = REPLY_WRAPPER_BYTES + cursor_bytes(cursor)
+        for key, entry in page:
+            wire = encode_for_wire(entry.value())
+            reply_bytes += len(wire) + utf8_len(key) + REPLY_ITEM_OVERHEAD_BYTES
+            if items and reply_bytes > limits.max_reply_bytes:
+                break
+            items.append(EntryResult(key, wire, entry.revision))
+        return ListResult(items, self.exports.advance(cursor, len(items)), seq)
+
+    def import_entries(self, request: ImportRequest) -> ImportResult:
+        """Stage whole entries; on ``commit`` store every staged entry in one step.
+
+        Everything that could refuse an entry is checked while staging, so a commit
+        cannot stop half-way. Entries are stored exactly as given (no ``updatedAt``
+        default, ``null`` fields kept, known fields not type-checked): an import restores
+        what an export copied, odd legacy data included.
+        """
+        agent_id = agent_of(request.agent, None)
+        limits = self.limits
+        if len(request.entries) > limits.max_keys_per_request:
+            raise InvalidRequestError(
+                f"an import request stages at most {limits.max_keys_per_request} entries"
+            )
+        size = 0
+        for key, entry in request.entries.items():
+            try:
+                self.check_key(key)
+            except InvalidRequestError as error:
+                raise InvalidRequestError(f"key {key!r}: {error}") from None
+            check_json_value(
+                entry,
+                where=f"entry {key!r}",
+                max_depth=limits.max_depth,
+                max_fields=limits.max_fields,
+            )
+            entry_bytes = len(msgspec.json.encode(entry))
+            if entry_bytes > limits.max_entry_bytes:
+                raise InvalidRequestError(
+                    f"entry {key!r} of {entry_bytes} bytes exceeds the limit of "
+                    f"{limits.max_entry_bytes} bytes"
+                )
+            size += utf8_len(key) + entry_bytes
+        import_id, staged = self.imports.stage(request.import_id, agent_id, request.entries, size)
+        if not request.commit:
+            return ImportResult(import_id=import_id, staged=len(staged.entries))
+        self.imports.take(import_id)
+        store = self.stores.store_for(agent_id, for_write=True)
+        for key, entry in staged.entries.items():
+            store.store_value(key, entry, op="import")
+        count = len(staged.entries)
+        return ImportResult(import_id=import_id, staged=count, imported=count, seq=store.seq)
 
     def patch(self, request: PatchRequest) -> EntryResult:
         key = self.check_key(request.key)

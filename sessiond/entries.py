@@ -88,6 +88,11 @@ class StoredEntry(msgspec.Struct, gc=False):
             return json.loads(self.json_bytes)
 
     @property
+    def is_object(self) -> bool:
+        """Whether the value is a JSON object (compact JSON starts with ``{``)."""
+        return self.json_bytes[:1] == b"{"
+
+    @property
     def is_truthy(self) -> bool:
         """JS truthiness of the value: ``null``, ``false``, ``0`` and ``""`` are not
         sessions (the original's ``if (!existing) return null``)."""

@@ -22,7 +22,13 @@ import os
 import stat
 from typing import NamedTuple
 
-__all__ = ["REAL_FILES", "FileIdentity", "FileOps", "NotRegularFileError"]
+__all__ = ["REAL_FILES", "FileIdentity", "FileOps", "NotRegularFileError", "directory_mode_for"]
+
+
+def directory_mode_for(file_mode: int) -> int:
+    """The mode of directories holding files of ``file_mode``: whoever may read the files
+    may also enter the directory (0600 → 0700, 0640 → 0750, 0660 → 0770)."""
+    return file_mode | 0o100 | ((file_mode & 0o044) >> 2)
 
 
 class NotRegularFileError(OSError):
@@ -99,13 +105,24 @@ class FileOps:
     def listdir(self, path: str) -> list[str]:
         return os.listdir(path)
 
-    def create(self, path: str) -> int:
-        """A new private file (mode 0600) opened for writing; fails if ``path`` exists."""
-        return self._open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    def create(self, path: str, mode: int = 0o600) -> int:
+        """A new file with exactly ``mode`` (whatever the umask), opened for writing;
+        fails if ``path`` exists."""
+        fd = self._open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        os.fchmod(fd, mode)  # the umask may have taken bits away
+        return fd
 
-    def open_append(self, path: str) -> int:
-        """A private file (0600) opened to append to, created if missing."""
-        return self._open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    def open_append(self, path: str, mode: int = 0o600) -> int:
+        """A file opened to append to, created if missing; it gets exactly ``mode``
+        (whatever the umask, and also when it existed with another mode)."""
+        fd = self._open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+        try:
+            if stat.S_IMODE(os.fstat(fd).st_mode) != mode:
+                os.fchmod(fd, mode)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def open_for_sync(self, path: str) -> int:
         """An existing regular file, opened only to fsync it."""
@@ -147,16 +164,16 @@ class FileOps:
     def is_dir(self, path: str) -> bool:
         return os.path.isdir(path)
 
-    def mkdir_private(self, path: str) -> None:
-        """Create one directory with mode 0700 whatever the umask (``mkdir``'s mode is
+    def mkdir_private(self, path: str, mode: int = 0o700) -> None:
+        """Create one directory with ``mode`` whatever the umask (``mkdir``'s mode is
         masked by it; ``Path.mkdir(parents=True)`` gives parents 0777 minus the umask)."""
-        os.mkdir(path, 0o700)
-        os.chmod(path, 0o700)
+        os.mkdir(path, mode)
+        os.chmod(path, mode)
 
-    def make_private_dirs(self, path: str) -> None:
-        """Create ``path`` and its missing parents (0700), each made durable in its parent:
-        a store created in a new directory must not vanish with the directory entry after a
-        power loss."""
+    def make_private_dirs(self, path: str, mode: int = 0o700) -> None:
+        """Create ``path`` and its missing parents (``mode``, default 0700), each made
+        durable in its parent: a store created in a new directory must not vanish with the
+        directory entry after a power loss."""
         missing: list[str] = []
         current = os.path.abspath(path)
         while not self.is_dir(current):
@@ -167,7 +184,7 @@ class FileOps:
             current = parent
         for directory in reversed(missing):
             try:
-                self.mkdir_private(directory)
+                self.mkdir_private(directory, mode)
             except FileExistsError:
                 if not self.is_dir(directory):
                     raise

@@ -89,8 +89,10 @@ class JournalWriter:
         *,
         live_tokens: LiveTokens,
         on_failure: Callable[[OSError], None],
+        file_mode: int = 0o600,
     ) -> None:
         self.fs = fs
+        self.file_mode = file_mode
         self.store_path = store_path
         self.store_id = store_id
         self.live_tokens = live_tokens
@@ -201,7 +203,7 @@ class JournalWriter:
             self.next_generation += 1
             path = str(segment_path(self.store_path, generation))
             try:
-                return self.fs.create(path), generation, path
+                return self.fs.create(path, self.file_mode), generation, path
             except FileExistsError:
                 log.warning("%s exists though no segment of this store has that name", path)
         raise FileExistsError(f"{MAX_TAKEN_NAMES} journal segment names in a row are taken")

@@ -44,7 +44,7 @@ import msgspec
 from sessiond.config import PersistenceConfig
 from sessiond.durability import DurabilityTracker
 from sessiond.entries import StoredEntry
-from sessiond.fileops import REAL_FILES, FileIdentity, FileOps
+from sessiond.fileops import REAL_FILES, FileIdentity, FileOps, directory_mode_for
 from sessiond.journal_writer import JournalWriter, LiveTokens
 from sessiond.loader import LoadedStore, LoadReport, load_store
 from sessiond.schedule import SnapshotSchedule
@@ -82,6 +82,7 @@ class PersistenceStats(msgspec.Struct, kw_only=True):
     dirty: int = 0
     seq: int = 0
     flush_count: int = 0
+    flush_seconds_total: float = 0.0
     flush_failures: int = 0
     journal_fsyncs: int = 0
     last_flush_at: float | None = None
@@ -93,6 +94,7 @@ class PersistenceStats(msgspec.Struct, kw_only=True):
     journal_records_replayed: int = 0
     journal_dropped_bytes: int = 0
     journal_corruption: str | None = None
+    last_change_at: float | None = None
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None = None) -> None:
@@ -135,7 +137,12 @@ class StorePersistence:
         self.tracker: DurabilityTracker[asyncio.Future[None]] = DurabilityTracker()
         self.schedule = SnapshotSchedule(config)
         self.journal = JournalWriter(
-            fs, path, store_id, live_tokens=list, on_failure=self._journal_failed
+            fs,
+            path,
+            store_id,
+            live_tokens=list,
+            on_failure=self._journal_failed,
+            file_mode=config.file_mode,
         )
         self.entries: Callable[[], Mapping[str, StoredEntry]] = dict
         self.lock_fd: int | None = None
@@ -173,7 +180,7 @@ class StorePersistence:
 
     def _open_files(self) -> LoadedStore:
         directory = str(self.path.parent)
-        self.fs.make_private_dirs(directory)
+        self.fs.make_private_dirs(directory, directory_mode_for(self.config.file_mode))
         try:
             self.lock_fd = self.fs.lock_directory(directory)
         except BlockingIOError as error:
@@ -250,6 +257,7 @@ class StorePersistence:
 
     def record_change(self, change: Change) -> None:
         """The store's change listener: journal the change and mark the store dirty."""
+        self.stats.last_change_at = time.time()
         if self.mode == "memory":
             return
         self.tracker.accept(change.seq)
@@ -426,10 +434,12 @@ class StorePersistence:
             self.journal.restart(None if gap is None else gap[1])
         started = self.clock()
         try:
-            written = await self.snapshotter.write(self.entries(), self.path, pretty=self.pretty)
+            written = await self.snapshotter.write(
+                self.entries(), self.path, pretty=self.pretty, mode=self.config.file_mode
+            )
             await self._commit(written, seq)
         except OSError as error:
-            self._snapshot_failed(error, dirty_since)
+            self._snapshot_failed(error, dirty_since, seq)
             return False
         self._snapshot_succeeded(seq, written, self.clock() - started)
         await self._drop_covered_segments()
@@ -459,15 +469,19 @@ class StorePersistence:
         stats.failing = False
         stats.bytes_on_disk, stats.flush_count = written.identity.size_bytes, stats.flush_count + 1
         stats.last_flush_at, stats.last_flush_duration_s = time.time(), duration_s
+        stats.flush_seconds_total += duration_s
         self._resolve(self.tracker.snapshot_written(seq))
 
-    def _snapshot_failed(self, error: OSError, dirty_since: float | None) -> None:
+    def _snapshot_failed(self, error: OSError, dirty_since: float | None, seq: int) -> None:
+        """A snapshot of the changes up to ``seq`` failed: the waiters it was to satisfy
+        get ``unavailable``; those that came while it was written (later changes, or a
+        flush asking for a newer snapshot) wait for the next attempt."""
         self.stats.flush_failures += 1
         delay_s = self.schedule.failed(self.clock(), dirty_since)
         self._note_failure(f"snapshot failed: {error} (retrying in {delay_s:.1f} s)")
         journal_ok = self.mode == "journal" and self.journal.ok
         self._fail_waiters(
-            lambda waiter: waiter.needs_snapshot or not journal_ok,
+            lambda waiter: waiter.seq <= seq and (waiter.needs_snapshot or not journal_ok),
             "the store file could not be written",
         )
 
@@ -505,7 +519,7 @@ class StorePersistence:
     def _append_archive(self, data: bytes) -> None:
         path = str(self.archive_path)
         created = not self.fs.exists(path)
-        fd = self.fs.open_append(path)
+        fd = self.fs.open_append(path, self.config.file_mode)
         try:
             self.fs.write(fd, data)
             self.fs.fsync(fd)

@@ -108,6 +108,15 @@ def descriptor_limit() -> int | None:
     return None if soft == resource.RLIM_INFINITY else soft
 
 
+class LoadProgress(msgspec.Struct):
+    """How far loading the stores at start-up got."""
+
+    total: int
+    done: int = 0
+    entries: int = 0
+    current: str | None = None
+
+
 class StoreRegistry:
     """Maps agents to open stores; implements :class:`sessiond.dispatch.StoreAccess`."""
 
@@ -128,6 +137,7 @@ class StoreRegistry:
         self.loading: dict[Path, asyncio.Task[_Slot]] = {}
         self.closing: dict[Path, asyncio.Task[bool]] = {}
         self.unavailable: dict[str, str] = {}
+        self.load_progress = LoadProgress(total=0)
         self.failed_at: dict[str, float] = {}
         self.failed_to_close: list[StorePersistence] = []
         self.empty_store = SessionStore(
@@ -337,14 +347,23 @@ class StoreRegistry:
                     await self.unload(slot)
 
     async def preload(self) -> None:
-        """Load every store found on disk; a store another daemon holds is fatal."""
-        for agent_id in self.agents_on_disk():
+        """Load every store found on disk; a store another daemon holds is fatal.
+        ``load_progress`` says how far it got."""
+        agent_ids = self.agents_on_disk()
+        progress = self.load_progress = LoadProgress(total=len(agent_ids))
+        for agent_id in agent_ids:
+            progress.current = str(self.store_path_for(agent_id))
             try:
                 await self.load(agent_id)
             except UnavailableError as error:
                 if isinstance(error.__cause__, StoreLockedError):
                     raise error.__cause__ from None
                 log.error("store of agent %s: %s", agent_id, self.unavailable.get(agent_id, error))
+            else:
+                slot = self.by_agent.get(agent_id)
+                progress.entries += 0 if slot is None else len(slot.store)
+            progress.done += 1
+        progress.current = None
 
     # -- retention -----------------------------------------------------------------------
 
@@ -471,7 +490,10 @@ class StoreRegistry:
             for agent, reason in self.unavailable.items()
             if agent_id is None or agent == agent_id
         }
-        return {"stores": stores, "unavailable_stores": unavailable}
+        if agent_id is not None:
+            return {"stores": stores, "unavailable_stores": unavailable}
+        on_disk = self.agents_on_disk()
+        return {"stores": stores, "unavailable_stores": unavailable, "stores_on_disk": on_disk}
 
     def apply_limits(self, limits: Limits) -> None:
         """A reload changed the limits: the open stores take the new ones."""

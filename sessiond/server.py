@@ -37,6 +37,7 @@ import msgspec
 from sessiond.access import AccessPolicy
 from sessiond.config import Limits
 from sessiond.dispatch import Dispatcher, agents_of, project, wire_agent
+from sessiond.metrics import LatencyHistogram
 from sessiond.peercred import peer_credentials
 from sessiond.registry import StoreRegistry
 from sessiond.requestid import request_id_of
@@ -61,6 +62,7 @@ from sessiond_client.protocol import (
     ErrorReply,
     FlushRequest,
     FrameDecoder,
+    ImportRequest,
     OkReply,
     PruneRequest,
     Request,
@@ -225,6 +227,17 @@ class Server:
         self.connections_total = 0
         self.connections_refused = 0
         self.started_at = time.monotonic()
+        self.requests: dict[str, Counter[str]] = {}
+        self.latency: dict[str, LatencyHistogram] = {}
+
+    def record(self, op: str, code: str, seconds: float) -> None:
+        """One answered request: its op, its reply's code (``ok`` or the error), its time."""
+        codes = self.requests.get(op)
+        if codes is None:
+            codes = self.requests[op] = Counter()
+            self.latency[op] = LatencyHistogram()
+        codes[code] += 1
+        self.latency[op].observe(seconds)
 
     def protocol_factory(self) -> Connection:
         return Connection(self)
@@ -238,6 +251,8 @@ class Server:
             "requests_in_flight": sum(c.in_flight for c in self.connections),
             "ops": dict(self.ops),
             "errors": dict(self.errors),
+            "requests": {op: dict(codes) for op, codes in self.requests.items()},
+            "latency": {op: histogram.to_dict() for op, histogram in self.latency.items()},
         }
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -293,6 +308,8 @@ class Connection(asyncio.Protocol):
         self.last_activity = time.monotonic()
         self.outbox: list[bytearray] | None = None
         self.outbox_bytes = 0
+        self.timing: tuple[str, float] | None = None
+        """(op, start) of the request being answered, for the latency metrics."""
         self.watches: dict[int, _Watch] = {}
         self.peer = "?"
         self.refused = False
@@ -483,7 +500,9 @@ class Connection(asyncio.Protocol):
         except _BadPayload as bad:
             self._send_error(bad.request_id, bad.error)
             return
-        server.ops[OP_OF_REQUEST[type(request)]] += 1
+        op = OP_OF_REQUEST[type(request)]
+        server.ops[op] += 1
+        self.timing = (op, time.perf_counter())
         if server.stopping:
             self._send_error(request.id, ShuttingDownError("the daemon is shutting down"))
             return
@@ -491,7 +510,9 @@ class Connection(asyncio.Protocol):
         if prepare is not None:
             self.blocked = True
             self.waiting += 1
-            self.server.spawn(self._answer_after_load(request, prepare))
+            timing, self.timing = self.timing, None
+            self.server.spawn(self._answer_after_load(request, prepare, timing))
+        self.timing = None
 
     def _answer(self, request: Request) -> Callable[[], Awaitable[None]] | None:
         """Apply ``request`` and answer it (at once, or once durable); or, when a store it
@@ -510,7 +531,9 @@ class Connection(asyncio.Protocol):
                 prune = registry.prune(agents[0], dry_run=request.dry_run)
                 self._answer_later(request.id, prune, None)
                 return None
-            for_write = isinstance(request, WriteRequestBase | WatchRequest)
+            for_write = isinstance(request, WriteRequestBase | WatchRequest) or (
+                isinstance(request, ImportRequest) and request.commit
+            )
             if not registry.ready(agents, for_write=for_write):
                 return lambda: registry.prepare(agents, for_write=for_write)
             if isinstance(request, WatchRequest):
@@ -523,7 +546,8 @@ class Connection(asyncio.Protocol):
         except Exception:
             self._send_internal_error(request)
             return None
-        if isinstance(request, WriteRequestBase) and request.durable:
+        durable = isinstance(request, ImportRequest) and request.commit
+        if durable or (isinstance(request, WriteRequestBase) and request.durable):
             wait = _then(registry.wait_durable(agents), outcome.result)
             self._answer_later(request.id, wait, outcome.seq)
         else:
@@ -531,13 +555,17 @@ class Connection(asyncio.Protocol):
         return None
 
     async def _answer_after_load(
-        self, request: Request, prepare: Callable[[], Awaitable[None]]
+        self,
+        request: Request,
+        prepare: Callable[[], Awaitable[None]],
+        timing: tuple[str, float] | None,
     ) -> None:
         """Load what ``request`` needs, answer it, then run the requests queued behind it."""
         try:
             while prepare is not None:
                 try:
                     await prepare()
+                    self.timing = timing
                 except ServerError as error:
                     self._send_error(request.id, error)
                     break
@@ -547,6 +575,7 @@ class Connection(asyncio.Protocol):
                 # A store may have been unloaded again meanwhile: check, and load again.
                 prepare = self._answer(request)  # type: ignore[assignment]
         finally:
+            self.timing = None
             self.waiting -= 1
             self.blocked = False
             if self.transport is not None:
@@ -559,13 +588,19 @@ class Connection(asyncio.Protocol):
     ) -> None:
         """Reply with what ``result`` returns, once it does (a durable write, flush, prune)."""
         self.waiting += 1
-        self.server.spawn(self._reply_when_done(request_id, result, seq))
+        timing, self.timing = self.timing, None
+        self.server.spawn(self._reply_when_done(request_id, result, seq, timing))
 
     async def _reply_when_done(
-        self, request_id: int, result_of: Coroutine[Any, Any, Any], seq: int | None
+        self,
+        request_id: int,
+        result_of: Coroutine[Any, Any, Any],
+        seq: int | None,
+        timing: tuple[str, float] | None,
     ) -> None:
         try:
             result = await result_of
+            self.timing = timing
         except ServerError as error:
             self._send_error(request_id, error)
         except Exception:
@@ -574,6 +609,7 @@ class Connection(asyncio.Protocol):
         else:
             self._send_result(request_id, result, seq)
         finally:
+            self.timing = None
             self.waiting -= 1
             self._update_reading()
             self._refuse_if_answered()
@@ -643,7 +679,15 @@ class Connection(asyncio.Protocol):
                 ),
             )
             return
+        self._measure("ok")
         self._send(frame)
+
+    def _measure(self, code: str) -> None:
+        """Count the request being answered (by op and code) and time it, once."""
+        timing = self.timing
+        if timing is not None:
+            self.timing = None
+            self.server.record(timing[0], code, time.perf_counter() - timing[1])
 
     def _send_internal_error(self, request: Request) -> None:
         op = OP_OF_REQUEST[type(request)]
@@ -652,6 +696,7 @@ class Connection(asyncio.Protocol):
 
     def _send_error(self, request_id: int | None, error: ServerError) -> None:
         self.server.errors[error.code] += 1
+        self._measure(error.code)
         self._send(error_reply(request_id, error))
 
     def _send(self, frame: bytearray) -> None:

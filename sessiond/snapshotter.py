@@ -74,9 +74,10 @@ def write_snapshot_file(
     entries: Mapping[str, StoredEntry],
     *,
     pretty: bool,
+    mode: int = 0o600,
 ) -> SnapshotFile:
-    """Render ``entries`` into a new file at ``temp_path`` and fsync it."""
-    fd = fs.create(temp_path)
+    """Render ``entries`` into a new file at ``temp_path`` (with ``mode``) and fsync it."""
+    fd = fs.create(temp_path, mode)
     try:
         buffer = bytearray()
         for chunk in render_store(entries.items(), pretty=pretty):
@@ -110,7 +111,7 @@ def discard_snapshot(fs: FileOps, temp_path: str) -> None:
 
 class Snapshotter(Protocol):
     async def write(
-        self, entries: Mapping[str, StoredEntry], path: Path, *, pretty: bool
+        self, entries: Mapping[str, StoredEntry], path: Path, *, pretty: bool, mode: int = 0o600
     ) -> SnapshotFile:
         """Write ``entries`` (as they are now) to a fsynced temp file beside ``path``."""
         ...
@@ -123,9 +124,9 @@ class InlineSnapshotter:
         self.fs = fs
 
     async def write(
-        self, entries: Mapping[str, StoredEntry], path: Path, *, pretty: bool
+        self, entries: Mapping[str, StoredEntry], path: Path, *, pretty: bool, mode: int = 0o600
     ) -> SnapshotFile:
-        return write_snapshot_file(self.fs, new_temp_path(path), entries, pretty=pretty)
+        return write_snapshot_file(self.fs, new_temp_path(path), entries, pretty=pretty, mode=mode)
 
 
 class _ChildReport(msgspec.Struct):
@@ -142,7 +143,7 @@ class ForkSnapshotter:
         self.fs = fs
 
     async def write(
-        self, entries: Mapping[str, StoredEntry], path: Path, *, pretty: bool
+        self, entries: Mapping[str, StoredEntry], path: Path, *, pretty: bool, mode: int = 0o600
     ) -> SnapshotFile:
         temp_path = new_temp_path(path)
         read_fd, write_fd = os.pipe()
@@ -154,7 +155,7 @@ class ForkSnapshotter:
             raise
         if pid == 0:  # pragma: no cover - the child never returns (it is not traced)
             os.close(read_fd)
-            _child_main(self.fs, write_fd, temp_path, entries, pretty=pretty)
+            _child_main(self.fs, write_fd, temp_path, entries, pretty=pretty, mode=mode)
         os.close(write_fd)
         try:
             report_bytes = await _read_all(read_fd)
@@ -178,7 +179,13 @@ class ForkSnapshotter:
 
 
 def _child_main(
-    fs: FileOps, write_fd: int, temp_path: str, entries: Mapping[str, StoredEntry], *, pretty: bool
+    fs: FileOps,
+    write_fd: int,
+    temp_path: str,
+    entries: Mapping[str, StoredEntry],
+    *,
+    pretty: bool,
+    mode: int,
 ) -> None:  # pragma: no cover - runs in the forked child
     """Render and write, report, exit — touching nothing the parent owns."""
     status = 0
@@ -188,7 +195,7 @@ def _child_main(
             signal.signal(signum, signal.SIG_DFL)
         gc.disable()  # collecting would touch (and copy) every object of the parent
         try:
-            written = write_snapshot_file(fs, temp_path, entries, pretty=pretty)
+            written = write_snapshot_file(fs, temp_path, entries, pretty=pretty, mode=mode)
             report = _ChildReport(written.identity.inode, written.identity.size_bytes)
         except OSError as error:
             report = _ChildReport(error=str(error), errno=error.errno)

@@ -241,6 +241,7 @@ class SessionStore:
         if_revision: str | None = None,
         if_absent: bool = False,
         token: str | None = None,
+        op: str = "replace",
     ) -> StoredEntry:
         """Store a whole entry as given. ``sessionId`` is required; a missing ``updatedAt``
         is set to now; ``null`` fields are dropped (they mean "absent" on the wire)."""
@@ -249,7 +250,7 @@ class SessionStore:
         if not isinstance(value.get("sessionId"), str):
             raise InvalidRequestError("replace needs an entry with a string sessionId")
         value.setdefault("updatedAt", self.clock_ms())
-        return self.store_value(key, value, token, "replace")
+        return self.store_value(key, value, token, op)
 
     def update_last_route(
         self,

@@ -1,4 +1,5 @@
-"""``sessiond check PATH``: validate a store file and its journal offline. Reads files only;
+"""``sessiond check PATH``: validate a store file and its journal, or every store under a
+state directory, offline. Reads files only;
 never writes, moves or locks anything, so it is safe on a file a daemon is serving. The
 entry count is what the daemon would serve: the snapshot with the journal replayed.
 
@@ -6,10 +7,16 @@ A file is OK when it parses (strict JSON, or JSON5) to an object; everything els
 check finds — entries that are not objects, missing ``sessionId``/``updatedAt``, known
 fields of the wrong type, damaged journal records — is reported as a warning with the key,
 because the daemon serves such stores as they are (unknown and odd data is preserved).
+
+A state directory is searched for store files whatever the store path template: every
+``sessions.json``, and every file that has journal segments (``<file>.journal.<n>``) beside
+it, also when the file itself is missing (a store that only has a journal).
 """
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +26,10 @@ from sessiond.entries import StoredEntry
 from sessiond.loader import load_store
 from sessiond_client.entry import validate_entry_fields
 
-__all__ = ["StoreCheckReport", "check_store_file"]
+__all__ = ["StoreCheckReport", "check_path", "check_store_file", "store_files_under"]
+
+STORE_FILE_NAME = "sessions.json"
+JOURNAL_SEGMENT = re.compile(r"^(?P<store>.+)\.journal\.\d+$")
 
 MAX_WARNINGS = 50
 
@@ -44,11 +54,13 @@ class StoreCheckReport(msgspec.Struct, kw_only=True):
         body = [head]
         if self.ok:
             body.append(f"  {self.entries} entries, {self.size_bytes} bytes, {self.syntax}")
-        if self.journal_segments:
+        if self.journal_records:
             body.append(
-                f"  journal: {self.journal_segments} segment(s), "
-                f"{self.journal_records} record(s) not yet in the snapshot"
+                f"  journal: {self.journal_records} change(s) not yet in the store file "
+                f"({self.journal_segments} segment(s)); the daemon replays them"
             )
+        elif self.journal_segments:
+            body.append("  journal: nothing pending")
         body.extend(f"  warning: {warning}" for warning in self.warnings)
         return body
 
@@ -70,8 +82,14 @@ def _entry_warnings(key: str, entry: StoredEntry) -> list[str]:
 def check_store_file(path: Path) -> StoreCheckReport:
     """What the daemon would load from ``path`` (snapshot + journal), and what is odd in it."""
     report = StoreCheckReport(path=str(path))
-    if not path.is_file():
-        report.error = "no such file" if not path.exists() else "not a regular file"
+    has_journal = any(
+        JOURNAL_SEGMENT.match(p.name) for p in path.parent.glob(f"{path.name}.journal.*")
+    )
+    if path.exists() and not path.is_file():
+        report.error = "not a regular file"
+        return report
+    if not path.exists() and not has_journal:
+        report.error = "no such file"
         return report
     try:
         loaded = load_store(path, store_id=None, repair=False)
@@ -96,3 +114,24 @@ def check_store_file(path: Path) -> StoreCheckReport:
             report.warnings.append("(more warnings not shown)")
             break
     return report
+
+
+def store_files_under(state_dir: Path) -> list[Path]:
+    """Every store file (or journal-only store) below ``state_dir``, sorted."""
+    found: set[Path] = set()
+    for directory, subdirectories, names in os.walk(state_dir):
+        subdirectories.sort()
+        for name in names:
+            match = JOURNAL_SEGMENT.match(name)
+            if match:
+                found.add(Path(directory) / match.group("store"))
+            elif name == STORE_FILE_NAME:
+                found.add(Path(directory) / name)
+    return sorted(found)
+
+
+def check_path(path: Path) -> list[StoreCheckReport]:
+    """A report for the store file ``path``, or for every store below the directory."""
+    if path.is_dir():
+        return [check_store_file(store) for store in store_files_under(path)]
+    return [check_store_file(path)]

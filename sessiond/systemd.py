@@ -23,6 +23,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Mapping, MutableMapping
 
 __all__ = [
@@ -80,6 +81,12 @@ class Notifier:
     def ready(self, status: str | None = None) -> bool:
         """Start-up (or a reload) finished; the service is serving."""
         return self.notify("READY=1", *_status_field(status))
+
+    def reloading(self) -> bool:
+        """A reload began (``READY=1`` ends it); ``MONOTONIC_USEC`` is what systemd's
+        ``Type=notify-reload`` asks to accompany it."""
+        monotonic_us = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        return self.notify("RELOADING=1", f"MONOTONIC_USEC={monotonic_us}")
 
     def status(self, text: str) -> bool:
         """Free-form one-line status shown by `systemctl status`."""

@@ -22,11 +22,14 @@ from sessiond_client.protocol import (
     DeleteRequest,
     EntryRef,
     EntryResult,
+    ExportRequest,
     FlushRequest,
     GetManyRequest,
     GetRequest,
     HelloRequest,
     HelloResult,
+    ImportRequest,
+    ImportResult,
     ListRequest,
     ListResult,
     PatchRequest,
@@ -82,6 +85,7 @@ _hello_decoder = msgspec.msgpack.Decoder(HelloResult)
 _bool_decoder = msgspec.msgpack.Decoder(bool)
 _watch_event_decoder = msgspec.msgpack.Decoder(WireWatchEvent)
 _prune_decoder = msgspec.msgpack.Decoder(PruneResult)
+_import_decoder = msgspec.msgpack.Decoder(ImportResult)
 _any_decoder = msgspec.msgpack.Decoder()
 _encoder = msgspec.msgpack.Encoder()
 
@@ -443,6 +447,25 @@ def watch_call(
 
 def unwatch_call(watch_id: int) -> Call:
     return Call("unwatch", UnwatchRequest(id=0, watch=watch_id), to_bool)
+
+
+def export_call(*, agent: str | None, cursor: str | None, limit: int | None) -> Call:
+    return Call("export", ExportRequest(id=0, agent=agent, cursor=cursor, limit=limit), to_page)
+
+
+def to_import_result(raw: msgspec.Raw, seq: int | None = None) -> ImportResult:
+    return _import_decoder.decode(raw)
+
+
+def import_call(
+    *, agent: str | None, entries: Mapping[str, Any], import_id: str | None, commit: bool
+) -> Call:
+    request = ImportRequest(
+        id=0, agent=agent, entries=dict(entries), import_id=import_id, commit=commit
+    )
+    # Staging is idempotent (a resend stages the same entries again). A commit is not
+    # resent: one applied just before the connection broke would be refused as unknown.
+    return Call("import", request, to_import_result, retry_safe=not commit)
 
 
 def to_prune_result(raw: msgspec.Raw, seq: int | None = None) -> PruneResult:

@@ -20,7 +20,7 @@ from sessiond_client import _core
 from sessiond_client._core import FLUSH_TIMEOUT_S, UpdateFn
 from sessiond_client._watch import Watch
 from sessiond_client.errors import ConflictError
-from sessiond_client.protocol import PruneResult
+from sessiond_client.protocol import ImportResult, PruneResult
 from sessiond_client.results import Resolution, ServerInfo, Session, SessionPage
 from sessiond_client.retry import RetryPolicy
 
@@ -284,6 +284,29 @@ class SyncOperations:
         """Apply the store's retention rules now (``dry_run``: only say what would go and
         what is kept, and why). Archived to ``sessions.pruned.jsonl`` before deleting."""
         result: PruneResult = self._call(_core.prune_call(agent=agent, dry_run=dry_run))
+        return result
+
+    def export(
+        self, *, agent: str | None = None, cursor: str | None = None, limit: int | None = None
+    ) -> SessionPage:
+        """One page of a consistent copy of a store: the first call (``cursor`` None) takes
+        the copy, the returned cursor pages through it (``seq``: the store's at the copy)."""
+        result: SessionPage = self._call(_core.export_call(agent=agent, cursor=cursor, limit=limit))
+        return result
+
+    def import_entries(
+        self,
+        entries: Mapping[str, Mapping[str, Any]],
+        *,
+        agent: str | None = None,
+        import_id: str | None = None,
+        commit: bool = False,
+    ) -> ImportResult:
+        """Stage whole entries for one store (``import_id`` None starts an import); with
+        ``commit``, every staged entry is stored in one step, durably, as ``replace``."""
+        result: ImportResult = self._call(
+            _core.import_call(agent=agent, entries=entries, import_id=import_id, commit=commit)
+        )
         return result
 
     def update_with(

@@ -29,12 +29,15 @@ __all__ = [
     "EntryResult",
     "ErrorBody",
     "ErrorReply",
+    "ExportRequest",
     "FlushRequest",
     "FrameDecoder",
     "GetManyRequest",
     "GetRequest",
     "HelloRequest",
     "HelloResult",
+    "ImportRequest",
+    "ImportResult",
     "ListRequest",
     "ListResult",
     "OkReply",
@@ -166,6 +169,30 @@ class UnwatchRequest(RequestBase, tag="unwatch"):
     watch: int
 
 
+class ExportRequest(RequestBase, tag="export"):
+    """One page of a consistent copy of a store: the first request (``cursor`` None) takes
+    the copy; its cursor pages through that copy, whatever changes meanwhile."""
+
+    cursor: str | None = None
+    limit: int | None = None
+
+
+class ImportRequest(RequestBase, tag="import"):
+    """Stage whole entries for one store (``import_id`` None starts an import); with
+    ``commit`` the staged entries are stored together, durably, as ``replace`` would."""
+
+    entries: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    import_id: str | None = None
+    commit: bool = False
+
+
+class ImportResult(msgspec.Struct, kw_only=True):
+    import_id: str
+    staged: int
+    imported: int = 0
+    seq: int | None = None
+
+
 class PruneRequest(RequestBase, tag="prune"):
     """Apply the store's retention now (or, ``dry_run``, only say what it would do)."""
 
@@ -192,6 +219,8 @@ Request = (
     | WatchRequest
     | UnwatchRequest
     | PruneRequest
+    | ExportRequest
+    | ImportRequest
 )
 
 OP_OF_REQUEST: Final[dict[type, str]] = {

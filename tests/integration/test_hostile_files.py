@@ -252,15 +252,15 @@ def test_segment_copied_from_another_store_is_refused(
 # -- C5: private modes whatever the umask -----------------------------------------------------
 
 
-def assert_private(state_dir: Path) -> None:
-    assert stat.S_IMODE(state_dir.lstat().st_mode) == 0o700, "state dir"
+def assert_private(state_dir: Path, file_mode: int = 0o600, dir_mode: int = 0o700) -> None:
+    assert stat.S_IMODE(state_dir.lstat().st_mode) == dir_mode, "state dir"
     checked = 0
     for path in [state_dir, *state_dir.rglob("*")]:
         mode = path.lstat().st_mode
         if stat.S_ISDIR(mode):
-            assert stat.S_IMODE(mode) == 0o700, f"{path}: {stat.S_IMODE(mode):o}"
+            assert stat.S_IMODE(mode) == dir_mode, f"{path}: {stat.S_IMODE(mode):o}"
         elif stat.S_ISREG(mode):
-            assert stat.S_IMODE(mode) == 0o600, f"{path}: {stat.S_IMODE(mode):o}"
+            assert stat.S_IMODE(mode) == file_mode, f"{path}: {stat.S_IMODE(mode):o}"
         else:
             raise AssertionError(f"{path} is neither a file nor a directory")
         checked += 1
@@ -285,3 +285,24 @@ def test_directories_and_files_are_private_under_umask_000(
     assert daemon.stop() == 0
     assert daemon.store_path.is_file()
     assert_private(daemon.state_dir)
+
+
+def test_file_mode_gives_the_group_read_access_whatever_the_umask(
+    make_daemon: Callable[..., DaemonProcess],
+) -> None:
+    umask_077 = ["sh", "-c", 'umask 077; exec "$@"', "sh"]
+    config = {"persistence": {"file_mode": 0o640}, "retention": {"prune_after_days": 1}}
+    daemon = make_daemon(config, wrapper=umask_077).start()
+    old_ms = int((time.time() - 10 * 86400) * 1000)
+    with daemon.client() as client:
+        client.import_entries(
+            {"agent:main:old": {"sessionId": "s", "updatedAt": old_ms}}, commit=True
+        )
+        client.patch("agent:other:k", {"label": "b"}, durable=True)
+        client.flush()
+        client.patch("agent:other:k", {"label": "c"}, durable=True)  # a new segment
+        assert [p.key for p in client.prune().pruned] == ["agent:main:old"]  # the archive file
+    assert daemon.store_path.with_name("sessions.pruned.jsonl").is_file()
+    assert_private(daemon.state_dir, file_mode=0o640, dir_mode=0o750)
+    assert daemon.stop() == 0
+    assert_private(daemon.state_dir, file_mode=0o640, dir_mode=0o750)

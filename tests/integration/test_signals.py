@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,13 +19,6 @@ from tests.support.daemon import DaemonProcess, toml_of
 DEBOUNCED_SLOW = {
     "persistence": {"durability": "debounced", "flush_delay_s": 30.0, "flush_max_delay_s": 60.0}
 }
-
-
-def wait_for_log(daemon: DaemonProcess, text: str, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while text not in daemon.log():
-        assert time.monotonic() < deadline, f"{text!r} not logged:\n{daemon.log()}"
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT], ids=str)
@@ -54,7 +46,7 @@ def test_other_signals_are_ignored(
     with daemon.client() as client:
         client.patch("agent:main:k", {"label": "kept"})
         os.kill(daemon.pid, signum)
-        wait_for_log(daemon, f"received {signum.name}: ignored")
+        daemon.wait_for_log(f"received {signum.name}: ignored")
         session = client.get("agent:main:k")
         assert session is not None and session.data["label"] == "kept"
     assert daemon.stop() == 0
@@ -76,7 +68,7 @@ def test_sighup_reloads_what_can_change_and_reports_the_rest(
         }
         daemon.config_path.write_text(toml_of(changed))
         os.kill(daemon.pid, signal.SIGHUP)
-        wait_for_log(daemon, "reloaded:")
+        daemon.wait_for_log("reloaded:")
         with pytest.raises(InvalidRequestError, match="at most 2 keys"):
             client.get_many(keys)
         assert client.hello().max_keys_per_request == 2
@@ -92,7 +84,20 @@ def test_a_reload_with_an_invalid_file_keeps_the_running_configuration(
     daemon = make_daemon({"limits": {"max_keys_per_request": 5}}).start()
     daemon.config_path.write_text("[limits]\nmax_keys_per_request = -1\n")
     os.kill(daemon.pid, signal.SIGHUP)
-    wait_for_log(daemon, "reload refused")
+    daemon.wait_for_log("reload refused")
     with daemon.client() as client:
         assert client.hello().max_keys_per_request == 5
     assert daemon.stop() == 0
+
+
+def test_a_reload_switches_the_log_format(make_daemon: Callable[..., DaemonProcess]) -> None:
+    daemon = make_daemon().start()
+    daemon.config_path.write_text('log_format = "json"\n')
+    os.kill(daemon.pid, signal.SIGHUP)
+    daemon.wait_for_log('"message": "reloaded: log_format"')
+    assert daemon.stop() == 0
+    lines = daemon.log_path.read_text().splitlines()
+    switched = next(i for i, line in enumerate(lines) if line.startswith("{"))
+    assert "serving on" in " ".join(lines[:switched])  # text before the reload
+    after = [json.loads(line) for line in lines[switched:]]  # one JSON object per line after
+    assert any(line["message"] == "sessiond stopped" for line in after)

@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import stat
 import statistics
@@ -43,7 +44,7 @@ from typing import Any
 
 import pytest
 
-from sessiond.cli import EXIT_CONFIG
+from sessiond.cli_common import EXIT_CONFIG
 from sessiond.config import Config
 from sessiond.systemd import EXIT_CONFIG_ERROR
 from sessiond_client import RetryPolicy
@@ -219,6 +220,8 @@ def test_unit_settings_match_the_daemon() -> None:
     assert service["RestartPreventExitStatus"] == [str(EXIT_CONFIG_ERROR)]
     assert EXIT_CONFIG == EXIT_CONFIG_ERROR
     assert service["Type"] == ["notify"]
+    # `systemctl reload` sends what the daemon reloads on.
+    assert service["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     # systemd must not SIGKILL the daemon while it still finishes requests and flushes.
     assert int(service["TimeoutStopSec"][0]) > 2 * Config().shutdown_timeout_s
     assert service["StateDirectory"] == ["sessiond"]
@@ -456,6 +459,22 @@ def test_daemon_notifies_ready_status_watchdog_and_stopping(
     assert stopping.fields["STOPPING"] == "1"
     assert stopping.sender_pid == daemon.pid
     assert notify_receiver.seen.index(ready) < notify_receiver.seen.index(stopping)
+
+
+def test_a_reload_is_bracketed_by_reloading_and_ready(
+    make_daemon: Callable[..., DaemonProcess], notify_receiver: NotifyReceiver
+) -> None:
+    daemon = make_daemon(env={"NOTIFY_SOCKET": notify_receiver.address})
+    daemon.start(wait=False)
+    notify_receiver.wait_for("READY")
+    daemon.config_path.write_text('log_level = "debug"\n')
+    os.kill(daemon.pid, signal.SIGHUP)
+    reloading = notify_receiver.wait_for("RELOADING", timeout_s=10)
+    assert reloading.fields["RELOADING"] == "1" and int(reloading.fields["MONOTONIC_USEC"]) > 0
+    ready = notify_receiver.wait_for("READY", timeout_s=10)
+    assert ready.fields["READY"] == "1" and ready.sender_pid == daemon.pid
+    daemon.wait_for_log("reloaded: log_level")
+    assert daemon.stop() == 0
 
 
 def test_without_notify_socket_nothing_is_sent_and_it_still_serves(

@@ -125,7 +125,7 @@ class CrashFiles(FileOps):
 
     # -- changes -------------------------------------------------------------------------
 
-    def create(self, path: str) -> int:
+    def create(self, path: str, mode: int = 0o600) -> int:
         if os.path.dirname(path) not in self.dirs:
             raise FileNotFoundError(errno.ENOENT, "no such directory", path)
         if path in self.names or path in self.dirs:
@@ -137,7 +137,7 @@ class CrashFiles(FileOps):
         self._note_name(path, inode)
         return self._open(inode, writable=True)
 
-    def open_append(self, path: str) -> int:
+    def open_append(self, path: str, mode: int = 0o600) -> int:
         inode = self.names.get(path)
         if inode is None:
             return self.create(path)
@@ -195,7 +195,7 @@ class CrashFiles(FileOps):
     def is_dir(self, path: str) -> bool:
         return path in self.dirs
 
-    def mkdir_private(self, path: str) -> None:
+    def mkdir_private(self, path: str, mode: int = 0o700) -> None:
         if path in self.dirs or path in self.names:
             raise FileExistsError(errno.EEXIST, "file exists", path)
         if os.path.dirname(path) not in self.dirs:

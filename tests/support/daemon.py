@@ -148,6 +148,14 @@ class DaemonProcess:
             self.process.kill()
             self.process.wait(10)
 
+    def wait_for_log(self, text: str, timeout_s: float = 10.0) -> None:
+        """Until ``text`` appears in the daemon's log (its whole file, not only the tail)."""
+        deadline = time.monotonic() + timeout_s
+        while text not in self.log_path.read_text(errors="replace"):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not logged:\n{self.log()}")
+            time.sleep(0.05)
+
     def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-8000:]

@@ -296,7 +296,15 @@ def every_call() -> list[_core.Call]:
         _core.watch_call(prefix="", agent=None, since=None, fields=None),
         _core.unwatch_call(1),
         _core.prune_call(agent=None, dry_run=True),
+        _core.export_call(agent=None, cursor=None, limit=None),
+        _core.import_call(agent=None, entries={}, import_id=None, commit=False),
     ]
+
+
+def test_only_an_import_commit_is_never_resent() -> None:
+    staging = _core.import_call(agent=None, entries={}, import_id=None, commit=False)
+    commit = _core.import_call(agent=None, entries={}, import_id="i", commit=True)
+    assert staging.retry_safe and not commit.retry_safe
 
 
 def test_there_is_a_call_for_every_op() -> None:
@@ -322,7 +330,8 @@ def test_every_write_call_carries_a_fresh_request_token() -> None:
 
 
 def test_every_call_is_retry_safe() -> None:
-    # Reads are idempotent; writes are deduplicated by their token.
+    # Reads are idempotent; writes are deduplicated by their token; staging an import
+    # again stages the same entries (only a commit is not resent, see below).
     assert all(call.retry_safe for call in every_call())
 
 
@@ -344,6 +353,8 @@ def test_calls_name_their_op_and_tag_their_request() -> None:
         _core.watch_call(prefix="", agent=None, since=None, fields=None),
         _core.unwatch_call(1),
         _core.prune_call(agent=None, dry_run=True),
+        _core.export_call(agent=None, cursor=None, limit=None),
+        _core.import_call(agent=None, entries={}, import_id=None, commit=False),
     ]
     for call in calls:
         assert wire(call)["op"] == call.op

@@ -26,9 +26,16 @@ DEFAULT_STATE_DIR = "/home/bot/.local/state/sessiond"
 def build(
     file_data: dict[str, Any] | None = None,
     environ: dict[str, str] | None = None,
-    **flags: str | None,
+    state_dir_flag: str | None = None,
+    socket_flag: str | None = None,
 ) -> Config:
-    return build_config(file_data or {}, environ=environ or {}, home=HOME, **flags)
+    return build_config(
+        file_data or {},
+        environ=environ or {},
+        home=HOME,
+        state_dir_flag=state_dir_flag,
+        socket_flag=socket_flag,
+    )
 
 
 # --- defaults -----------------------------------------------------------------------------

@@ -60,6 +60,8 @@ DESIGN_OPS = {
     "watch",
     "unwatch",
     "prune",
+    "export",
+    "import",
 }
 
 request_decoder: msgspec.msgpack.Decoder[Request] = msgspec.msgpack.Decoder(Request)
