@@ -71,11 +71,14 @@ def select_page(
     after: SortKey | None,
 ) -> tuple[list[tuple[SortKey, str, StoredEntry]], bool]:
     """The next ``limit`` matching items after the cursor position (each with its sort
-    position, for :func:`encode_cursor`), and whether more follow."""
+    position, for :func:`encode_cursor`), and whether more follow. A JS-falsy stored value
+    is not a session (as for ``get``) and is never listed."""
     candidates = (
         ((-entry.updated_at_ms, key), key, entry)
         for key, entry in items
-        if (after is None or (-entry.updated_at_ms, key) > after) and selection.matches(key, entry)
+        if (after is None or (-entry.updated_at_ms, key) > after)
+        and entry.is_truthy
+        and selection.matches(key, entry)
     )
     page = heapq.nsmallest(limit + 1, candidates, key=lambda candidate: candidate[0])
     return page[:limit], len(page) > limit
