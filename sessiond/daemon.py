@@ -236,7 +236,7 @@ class Daemon:
             **server_stats,
             "version": __version__,
             "replayed_writes": self.dispatcher.replayed_writes,
-            **self.registry.stats(agent_id),
+            **self.registry.stats(agent_id, on_disk=True),
         }
 
     def reload(self) -> None:

@@ -106,7 +106,7 @@ def revision_of(json_bytes: bytes) -> str:
 def _updated_at_ms_of(value: Any) -> float:
     if isinstance(value, dict):
         updated_at = value.get("updatedAt")
-        if isinstance(updated_at, int | float) and not isinstance(updated_at, bool):
+        if isinstance(updated_at, (int, float)) and not isinstance(updated_at, bool):
             return float(updated_at) if math.isfinite(updated_at) else 0.0
     return 0.0
 
@@ -178,6 +178,6 @@ def entry_from_json(raw: bytes | memoryview) -> StoredEntry:
         updated_at = _updated_at_decoder.decode(compact).updated_at
     except msgspec.ValidationError:  # not an object: a string, array, null...
         return StoredEntry(compact, 0.0)
-    if isinstance(updated_at, int | float) and not isinstance(updated_at, bool):
+    if isinstance(updated_at, (int, float)) and not isinstance(updated_at, bool):
         return StoredEntry(compact, float(updated_at) if math.isfinite(updated_at) else 0.0)
     return StoredEntry(compact, 0.0)

@@ -103,6 +103,9 @@ class JournalWriter:
         self.pending = bytearray()
         self.pending_seq = 0
         self.append_scheduled = False
+        self.on_pending: Callable[[JournalWriter], None] | None = None
+        """Told when records start waiting (the registry appends them before replies)."""
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.ok = True
         self.needs_dir_sync = False
         self.appended_seq = 0
@@ -156,7 +159,13 @@ class JournalWriter:
     def _schedule_append(self) -> None:
         if not self.append_scheduled:
             self.append_scheduled = True
-            asyncio.get_running_loop().call_soon(self.append_pending)
+            if self.on_pending is not None:
+                self.on_pending(self)
+            # The loop is looked up once: get_running_loop() costs a getpid() system call.
+            loop = self.loop
+            if loop is None:
+                loop = self.loop = asyncio.get_running_loop()
+            loop.call_soon(self.append_pending)
 
     def append_pending(self) -> None:
         """Write every queued record with one ``write()`` (creating the segment if needed)."""

@@ -41,6 +41,7 @@ import msgspec
 from sessiond.config import Config, Limits
 from sessiond.dedup import RequestMemory
 from sessiond.entries import StoredEntry
+from sessiond.journal_writer import JournalWriter
 from sessiond.loader import StoreQuarantinedError
 from sessiond.persistence import StoreLockedError, StorePersistence
 from sessiond.retention import plan_retention
@@ -138,6 +139,7 @@ class StoreRegistry:
         self.closing: dict[Path, asyncio.Task[bool]] = {}
         self.unavailable: dict[str, str] = {}
         self.load_progress = LoadProgress(total=0)
+        self.pending_journals: list[JournalWriter] = []
         self.failed_at: dict[str, float] = {}
         self.failed_to_close: list[StorePersistence] = []
         self.empty_store = SessionStore(
@@ -263,6 +265,7 @@ class StoreRegistry:
             history_changes=limits.watch_history_changes,
             history_bytes=limits.watch_history_bytes,
         )
+        persistence.journal.on_pending = self.pending_journals_append
         loaded = await persistence.open()
         requests = RequestMemory(
             max_entries=limits.max_remembered_requests,
@@ -458,11 +461,18 @@ class StoreRegistry:
         slot = self.by_agent.get(agent_id)
         return [] if slot is None else [slot.persistence]
 
+    def pending_journals_append(self, journal: JournalWriter) -> None:
+        self.pending_journals.append(journal)
+
     def append_journals(self) -> None:
-        """Push every store's pending journal records to the kernel (before replying)."""
-        for slot in self.by_path.values():
-            if slot.persistence.journal.pending:
-                slot.persistence.append_pending()
+        """Push the pending journal records of every store that has some to the kernel
+        (before replying): only the journals that reported records since the last call,
+        not every open store."""
+        pending = self.pending_journals
+        if pending:
+            self.pending_journals = []
+            for journal in pending:
+                journal.append_pending()
 
     async def wait_durable(self, agent_ids: Iterable[str]) -> None:
         for agent_id in agent_ids:
@@ -479,7 +489,9 @@ class StoreRegistry:
     async def flush(self, agent_id: str | None) -> None:
         await asyncio.gather(*(p.flush() for p in self.persistences(agent_id)))
 
-    def stats(self, agent_id: str | None = None) -> dict[str, Any]:
+    def stats(self, agent_id: str | None = None, *, on_disk: bool = False) -> dict[str, Any]:
+        """Per-store counters; ``on_disk`` also lists every agent with a store file (a
+        directory scan: for the ``stats`` op, not the once-a-second status line)."""
         stores = {
             agent: slot.persistence.snapshot_stats(len(slot.store))
             for agent, slot in self.by_agent.items()
@@ -490,10 +502,13 @@ class StoreRegistry:
             for agent, reason in self.unavailable.items()
             if agent_id is None or agent == agent_id
         }
-        if agent_id is not None:
+        if agent_id is not None or not on_disk:
             return {"stores": stores, "unavailable_stores": unavailable}
-        on_disk = self.agents_on_disk()
-        return {"stores": stores, "unavailable_stores": unavailable, "stores_on_disk": on_disk}
+        return {
+            "stores": stores,
+            "unavailable_stores": unavailable,
+            "stores_on_disk": self.agents_on_disk(),
+        }
 
     def apply_limits(self, limits: Limits) -> None:
         """A reload changed the limits: the open stores take the new ones."""

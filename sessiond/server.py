@@ -75,6 +75,7 @@ from sessiond_client.protocol import (
 
 __all__ = ["Connection", "Server"]
 
+_OPENS_FOR_WRITE = (WriteRequestBase, WatchRequest)  # a tuple: `A | B` builds a union per call
 log = logging.getLogger("sessiond.server")
 
 REFUSE_LINGER_S = 2.0
@@ -531,7 +532,7 @@ class Connection(asyncio.Protocol):
                 prune = registry.prune(agents[0], dry_run=request.dry_run)
                 self._answer_later(request.id, prune, None)
                 return None
-            for_write = isinstance(request, WriteRequestBase | WatchRequest) or (
+            for_write = isinstance(request, _OPENS_FOR_WRITE) or (
                 isinstance(request, ImportRequest) and request.commit
             )
             if not registry.ready(agents, for_write=for_write):
