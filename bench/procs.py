@@ -2,12 +2,14 @@
 
 Servers (redis-server, the floor, sessiond) always run as their own processes, as in a real
 deployment; their output goes to a log file in the contender's work directory, whose tail is
-shown when a server fails to come up.
+shown when a server fails to come up. They get SIGKILL when the bench process dies (Linux
+``PR_SET_PDEATHSIG``): a bench killed by a timeout leaves no servers behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -25,6 +27,7 @@ __all__ = [
 ]
 
 POLL_S: Final = 0.01
+PR_SET_PDEATHSIG: Final = 1
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 """The checkout: working directory of ``python -m bench.*`` helper processes."""
 
@@ -47,6 +50,13 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def die_with_parent() -> None:
+    """In the child, before exec: be killed when the process that started it exits."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+
+
 class ServerProcess:
     """A child server process with its log file; stopped with SIGTERM, then SIGKILL."""
 
@@ -67,6 +77,7 @@ class ServerProcess:
                 cwd=cwd,
                 env=env,
                 start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 -- the bench starts servers from one thread
             )
 
     @property
