@@ -12,6 +12,9 @@ identically for every contender:
   the client on the first CPU, so the number measures the software, not the wake-up;
 - several client processes: no pinning at all (the scheduler spreads them, as in real use).
 
+The ``both`` policy runs every single-client cell twice in the same run, pinned as ``auto``
+does and unpinned (reported as ``<workload>-unpinned``), so the two stand side by side.
+
 Caveat: every thread of the server process is pinned, including helper threads (Redis's
 fsync thread, a flusher thread of sessiond); threads created later inherit the pinning from
 their creator. ``--cpu-policy none`` never pins, for comparison. Pinning is undone after
@@ -27,9 +30,18 @@ from typing import Final
 
 from bench.workloads import Workload
 
-__all__ = ["POLICIES", "Placement", "pin_process", "placement_for"]
+__all__ = [
+    "POLICIES",
+    "UNPINNED_SUFFIX",
+    "Placement",
+    "cell_variants",
+    "pin_process",
+    "placement_for",
+    "split_variant",
+]
 
-POLICIES: Final = ("auto", "none")
+POLICIES: Final = ("auto", "none", "both")
+UNPINNED_SUFFIX: Final = "-unpinned"
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,21 @@ def placement_for(workload: Workload, policy: str, all_cpus: frozenset[int]) -> 
         return Placement(all_cpus, all_cpus, "any")
     first = frozenset(cpus[:1])
     return Placement(first, first, "same")
+
+
+def cell_variants(workload: Workload, policy: str) -> list[str]:
+    """The cell names one workload gives under ``policy`` (``both``: a pinned and an
+    unpinned cell for single-client workloads)."""
+    if policy == "both" and workload.task_count == 1:
+        return [workload.name, workload.name + UNPINNED_SUFFIX]
+    return [workload.name]
+
+
+def split_variant(cell_workload: str, policy: str) -> tuple[str, str]:
+    """(workload name, placement policy) of a cell name from :func:`cell_variants`."""
+    if cell_workload.endswith(UNPINNED_SUFFIX):
+        return cell_workload.removesuffix(UNPINNED_SUFFIX), "none"
+    return cell_workload, "auto" if policy == "both" else policy
 
 
 def pin_process(pid: int, cpus: frozenset[int]) -> None:

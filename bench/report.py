@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from bench.placement import UNPINNED_SUFFIX
 from bench.runner import CellKey, RunResults
 from bench.stats import CellSummary
 from bench.workloads import WORKLOADS
@@ -80,7 +81,8 @@ def _ordered_keys(results: RunResults, contender_order: Sequence[str]) -> list[C
         results.cells,
         key=lambda k: (
             k.store_size,
-            workload_order.index(k.workload),
+            workload_order.index(k.workload.removesuffix(UNPINNED_SUFFIX)),
+            k.workload.endswith(UNPINNED_SUFFIX),
             contender_order.index(k.contender) if k.contender in contender_order else 99,
         ),
     )
@@ -112,7 +114,7 @@ def format_tables(
             for b, w in zip(shown, widths, strict=True)
         )
         lines.append(
-            f"{key.store_size:>7} {key.workload:<17} {key.contender:<17}"
+            f"{key.store_size:>7} {key.workload:<18} {key.contender:<17}"
             f" {_fmt(cell.ops_per_s):>10} {_fmt(cell.p50_us):>10} {_fmt(cell.p99_us):>10}"
             f"{ratio_text}  {_notes(cell)}"
         )

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from bench.contender import ClientFactory, Contender, LoadResult
 from bench.entries import COUNTER_FIELD, COUNTER_KEY
-from bench.placement import pin_process, placement_for
+from bench.placement import cell_variants, pin_process, placement_for, split_variant
 from bench.pool import ClientPool
 from bench.stats import CellSummary, RepResult, WorkerResult, summarise_cell, summarise_rep
 from bench.workloads import WORKLOADS, WorkerTask, Workload
@@ -138,8 +138,9 @@ class _SizeRun:
 
     def cells(self, contenders: Sequence[Contender]) -> list[CellKey]:
         return [
-            CellKey(contender.name, workload, self.store_size)
+            CellKey(contender.name, variant, self.store_size)
             for workload in self.config.workloads
+            for variant in cell_variants(WORKLOADS[workload], self.config.cpu_policy)
             for contender in contenders
             if contender.name in self.factories and workload in contender.workloads
         ]
@@ -152,8 +153,9 @@ class _SizeRun:
                 self.reps.setdefault(key, []).append(rep)
 
     def run_rep(self, key: CellKey, repetition: int) -> RepResult | None:
-        workload = WORKLOADS[key.workload]
-        where = placement_for(workload, self.config.cpu_policy, self.config.all_cpus)
+        name, policy = split_variant(key.workload, self.config.cpu_policy)
+        workload = WORKLOADS[name]
+        where = placement_for(workload, policy, self.config.all_cpus)
         contender = self.contenders[key.contender]
         server_pids = contender.server_pids()
         try:
