@@ -35,6 +35,7 @@ from sessiond.cli_common import (
     add_location_options,
     root_formatter,
 )
+from sessiond.cli_migrate import add_migrate_command
 from sessiond.cli_transfer import add_transfer_commands
 from sessiond.config import (
     Config,
@@ -94,6 +95,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, Subcommands]:
     check.add_argument("--json", action="store_true", help="machine-readable output")
     add_admin_commands(commands)
     add_transfer_commands(commands)
+    add_migrate_command(commands)
     return parser, commands
 
 
@@ -209,7 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return run_serve(args, config)
     socket_path = admin_socket(args, config, file_data)
-    retry = RetryPolicy(reconnect_timeout_s=1.0, first_connect_timeout_s=1.0)
+    retry = RetryPolicy(
+        reconnect_timeout_s=commands.reconnect_s[args.command], first_connect_timeout_s=1.0
+    )
     try:
         with Client(socket_path, retry=retry, timeout_s=args.timeout) as client:
             return commands.handlers[args.command](client, args)

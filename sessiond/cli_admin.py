@@ -15,6 +15,7 @@ from typing import Any
 
 from sessiond.cli_common import (
     EXIT_FAILURE,
+    WATCH_RECONNECT_S,
     Subcommands,
     add_agent_option,
     age_text,
@@ -216,10 +217,27 @@ def _size(byte_count: int) -> str:
     return f"{byte_count} B"
 
 
+def _print_redis_stats(stats: dict[str, Any]) -> None:
+    """``stats`` of a Redis/Valkey target: the server, then each agent's store."""
+    print(
+        f"{stats['server']} {stats.get('version', '?')}, up {stats.get('uptime_s', 0):.0f} s, "
+        f"{stats.get('connections', 0)} connection(s), {stats.get('durability', '?')}, "
+        f"maxmemory-policy {stats.get('maxmemory_policy', '?')}"
+    )
+    for agent, store in sorted(stats.get("stores", {}).items()):
+        print(
+            f"store {agent}: {store['entries']} entries, seq {store['seq']}, "
+            f"{store['watch_history']} change(s) kept for watch"
+        )
+
+
 def run_stats(client: Client, args: argparse.Namespace) -> int:
     stats = client.stats(agent=args.agent)
     if args.json:
         print_json(stats)
+        return 0
+    if stats.get("server") in ("redis", "valkey"):
+        _print_redis_stats(stats)
         return 0
     print(
         f"sessiond {stats.get('version', '?')}, up {stats.get('uptime_s', 0):.0f} s, "
@@ -260,8 +278,9 @@ def run_agents(client: Client, args: argparse.Namespace) -> int:
                 "agent": agent,
                 "loaded": store is not None,
                 "entries": None if store is None else store["entries"],
-                "bytes_on_disk": None if store is None else store["bytes_on_disk"],
-                "journal_bytes": None if store is None else store["journal_bytes"],
+                # Over Redis there are no files: those columns stay empty.
+                "bytes_on_disk": None if store is None else store.get("bytes_on_disk"),
+                "journal_bytes": None if store is None else store.get("journal_bytes"),
                 "last_change_at": None if store is None else store.get("last_change_at"),
                 "last_flush_at": None if store is None else store.get("last_flush_at"),
                 "health": health,
@@ -399,6 +418,7 @@ def add_admin_commands(commands: Subcommands) -> None:
         "print changes as they happen, until interrupted",
         "sessiond watch agent:main:telegram --json",
         run_watch,
+        reconnect_s=WATCH_RECONNECT_S,  # resumes on its own across daemon restarts
     )
     watch.add_argument("prefix", nargs="?", default="", help="only keys starting with this")
     add_agent_option(watch)

@@ -41,6 +41,8 @@ EXIT_IN_USE: Final = 75
 EXIT_CONFIG: Final = 78
 SYSTEMD_SOCKET: Final = "/run/sessiond/sessiond.sock"
 DEFAULT_TIMEOUT_S: Final = 30.0
+DEFAULT_RECONNECT_S: Final = 1.0
+WATCH_RECONNECT_S: Final = 3600.0
 
 EXIT_CODES: Final = """exit status:
   0   success
@@ -80,6 +82,7 @@ class Subcommands:
     def __init__(self, parser: argparse.ArgumentParser) -> None:
         self.actions = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
         self.handlers: dict[str, AdminCommand] = {}
+        self.reconnect_s: dict[str, float] = {}
 
     def add(self, name: str, help_text: str, example: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = self.actions.add_parser(
@@ -92,12 +95,21 @@ class Subcommands:
         return parser
 
     def add_admin(
-        self, name: str, help_text: str, example: str, handler: AdminCommand
+        self,
+        name: str,
+        help_text: str,
+        example: str,
+        handler: AdminCommand,
+        *,
+        reconnect_s: float = DEFAULT_RECONNECT_S,
     ) -> argparse.ArgumentParser:
-        """A command that talks to the running daemon."""
+        """A command that talks to the running daemon; ``reconnect_s``: how long it keeps
+        trying when the daemon goes away (a one-shot command gives up soon, ``watch``
+        outlasts a restart)."""
         parser = self.add(name, help_text, example)
         add_client_options(parser)
         self.handlers[name] = handler
+        self.reconnect_s[name] = reconnect_s
         return parser
 
 

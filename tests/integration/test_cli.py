@@ -10,9 +10,12 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.support.daemon import DaemonProcess
 
@@ -304,3 +307,40 @@ def test_backup_while_serving_is_restorable(
 
     occupied = sessiond("backup", str(restored.state_dir), socket_path=source.socket_path)
     assert occupied.returncode == 1 and "not an empty directory" in occupied.stderr
+
+
+def wait_until_watched(daemon: DaemonProcess) -> None:
+    """Until the daemon has answered a watch request (the watcher is listening)."""
+    deadline = time.monotonic() + CLI_TIMEOUT_S
+    with daemon.client() as client:
+        while client.stats()["requests"].get("watch", {}).get("ok", 0) == 0:
+            assert time.monotonic() < deadline, "the watcher never started"
+            time.sleep(0.05)
+
+
+@pytest.mark.timeout(120)
+def test_watch_outlasts_a_daemon_restart(daemon: DaemonProcess) -> None:
+    environ = {**os.environ, "SESSIOND_SOCKET": daemon.socket_path}
+    with subprocess.Popen(
+        [sys.executable, "-m", "sessiond", "watch", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environ,
+    ) as watcher:
+        try:
+            assert watcher.stdout is not None
+            wait_until_watched(daemon)
+            with daemon.client() as client:
+                before = client.patch("agent:main:a", {"label": "before"})
+            assert json.loads(watcher.stdout.readline())["seq"] == before.seq
+            assert daemon.stop() == 0
+            time.sleep(3)  # down longer than a one-shot command's reconnect budget
+            daemon.start()
+            with daemon.client() as client:
+                after = client.patch("agent:main:b", {"label": "after"})
+            event = json.loads(watcher.stdout.readline())
+            assert (event["key"], event["seq"]) == ("agent:main:b", after.seq)
+        finally:
+            watcher.send_signal(signal.SIGINT)
+            watcher.wait(CLI_TIMEOUT_S)
