@@ -13,7 +13,7 @@ import bisect
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-__all__ = ["LATENCY_BUCKETS_S", "LatencyHistogram", "render_prometheus"]
+__all__ = ["LATENCY_BUCKETS_S", "OpMetrics", "render_prometheus"]
 
 LATENCY_BUCKETS_S: Final = (
     0.0001,
@@ -35,21 +35,29 @@ LATENCY_BUCKETS_S: Final = (
 )
 
 
-class LatencyHistogram:
-    """Counts of observations per bucket (not cumulative), their sum and count."""
+class OpMetrics:
+    """One op's answered requests: counts by reply code, and a latency histogram (counts
+    per bucket, not cumulative, and their sum). Recording one costs a few dict and list
+    operations: it runs for every request."""
 
-    __slots__ = ("counts", "sum_s")
+    __slots__ = ("codes", "counts", "sum_s")
 
     def __init__(self) -> None:
+        self.codes: dict[str, int] = {}
         self.counts = [0] * (len(LATENCY_BUCKETS_S) + 1)  # the last one is +Inf
         self.sum_s = 0.0
 
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+    def observe(self, code: str, seconds: float) -> None:
+        codes = self.codes
+        codes[code] = codes.get(code, 0) + 1
+        self.counts[_bucket_of(LATENCY_BUCKETS_S, seconds)] += 1
         self.sum_s += seconds
 
-    def to_dict(self) -> dict[str, Any]:
+    def histogram(self) -> dict[str, Any]:
         return {"counts": list(self.counts), "sum_s": self.sum_s}
+
+
+_bucket_of = bisect.bisect_left
 
 
 def _escape(value: str) -> str:
