@@ -70,6 +70,10 @@ def build_registry() -> Registry:
     reason = sessiond_peer.unavailable_reason()
     if reason is None:
         sessiond_peer.register_sessiond(registry.register)
+        from bench import sessiond_redis_peer
+
+        sessiond_redis_peer.register_sessiond_redis(registry.register)
     else:
         registry.skipped["sessiond"] = reason
+        registry.skipped["sessiond-redis"] = reason
     return registry

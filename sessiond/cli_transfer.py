@@ -52,7 +52,8 @@ _line_decoder = msgspec.json.Decoder(ExportLine)
 _encoder = msgspec.json.Encoder()
 
 
-def _all_agents(client: Client) -> list[str]:
+def all_agents(client: Client) -> list[str]:
+    """Every agent with a store: open, on disk, or unavailable (in Redis: every agent)."""
     stats = client.stats()
     return sorted(
         {
@@ -78,7 +79,7 @@ def export_store(client: Client, agent: str) -> tuple[list[Session], int]:
 
 
 def run_export(client: Client, args: argparse.Namespace) -> int:
-    agents = [args.agent] if args.agent else _all_agents(client)
+    agents = [args.agent] if args.agent else all_agents(client)
     out = sys.stdout.buffer
     total = 0
     for agent in agents:
@@ -239,7 +240,7 @@ def run_backup(client: Client, args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     REAL_FILES.make_private_dirs(str(directory))
     stores: dict[str, Any] = {}
-    for agent in _all_agents(client):
+    for agent in all_agents(client):
         sessions, seq = export_store(client, agent)
         path = write_backup_store(directory, agent, sessions)
         stores[agent] = {"entries": len(sessions), "seq": seq, "path": str(path)}

@@ -20,7 +20,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CONTENDERS = {"sessiond", "sessiond-durable", "original", "redis-everysec", "redis-always", "floor"}
+CONTENDERS = {
+    "sessiond",
+    "sessiond-durable",
+    "sessiond-redis",
+    "original",
+    "redis-everysec",
+    "redis-always",
+    "floor",
+}
 SMOKE_TIMEOUT_S = 400
 SMOKE_ARGS = ["--quick", "--sizes", "1000", "--duration-s", "0.2", "--repetitions", "1"]
 

@@ -1,7 +1,9 @@
 """sessiond_client: talk to the sessiond session store from bot processes.
 
 Everything a bot process needs, depending on msgspec alone: the blocking
-:class:`Client` and the asyncio :class:`AsyncClient` (same methods, same parameters),
+:class:`Client` and the asyncio :class:`AsyncClient` (same methods, same parameters; a
+target is the daemon's socket, or a Redis/Valkey URL with the ``redis`` extra installed:
+:mod:`sessiond_client.targets`),
 the typed results, the error tree rooted at :class:`SessiondError`, and — in submodules
 — the wire protocol (:mod:`sessiond_client.protocol`), the entry shape
 (:mod:`sessiond_client.entry`) and the original gateway's pure key and path functions

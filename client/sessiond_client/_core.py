@@ -16,7 +16,6 @@ from typing import Any, Literal, TypeVar
 import msgspec
 
 from sessiond_client.errors import ProtocolError, SessiondError, server_error_for
-from sessiond_client.locations import default_socket_path
 from sessiond_client.protocol import (
     FRAME_HEADER,
     DeleteRequest,
@@ -48,6 +47,7 @@ from sessiond_client.protocol import (
 )
 from sessiond_client.protocol import WatchEvent as WireWatchEvent
 from sessiond_client.results import Resolution, ServerInfo, Session, SessionPage, WatchEvent
+from sessiond_client.targets import RedisTarget, parse_target
 
 __all__ = [
     "AsyncUpdateFn",
@@ -92,18 +92,30 @@ _encoder = msgspec.msgpack.Encoder()
 
 class ClientSettings(msgspec.Struct, frozen=True, kw_only=True):
     socket_path: str
+    """The daemon's socket ("" when the target is a Redis server)."""
     timeout_s: float = 5.0
     connect_timeout_s: float = 2.0
+    redis: RedisTarget | None = None
+    """The Redis or Valkey server, when the target is one."""
 
     @classmethod
     def for_target(
         cls, target: str | None, *, timeout_s: float, connect_timeout_s: float
     ) -> ClientSettings:
-        """``target``: the daemon's socket path (``unix://`` prefix allowed); None: the
-        default path (``$SESSIOND_SOCKET``, else the daemon's own default)."""
-        path = target.removeprefix("unix://") if target else None
-        path = path or default_socket_path(os.environ, home=os.path.expanduser("~"))
-        return cls(socket_path=path, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s)
+        """``target``: the daemon's socket path (``unix://`` prefix allowed) or a Redis URL
+        (see :mod:`sessiond_client.targets`); None: ``$SESSIOND_SOCKET``, else the
+        daemon's own default path."""
+        parsed = parse_target(target, os.environ, os.path.expanduser("~"))
+        if isinstance(parsed, RedisTarget):
+            return cls(
+                socket_path="",
+                timeout_s=timeout_s,
+                connect_timeout_s=connect_timeout_s,
+                redis=parsed,
+            )
+        return cls(
+            socket_path=parsed.path, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s
+        )
 
 
 def decode_reply(payload: bytes) -> Reply:

@@ -19,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sessiond_client import _core
 from sessiond_client._ops_async import AsyncOperations
 from sessiond_client._pipeline import PendingCall, Pipeline
 from sessiond_client._watch import AsyncWatch
 from sessiond_client.errors import (
+    ClientClosedError,
     ConnectionLostError,
     DaemonUnavailableError,
     ForbiddenError,
@@ -35,6 +36,9 @@ from sessiond_client.errors import (
 from sessiond_client.protocol import FrameDecoder
 from sessiond_client.results import ServerInfo, WatchEvent
 from sessiond_client.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from sessiond_client.redis_backend.async_transport import AsyncRedisTransport
 
 __all__ = ["AsyncClient"]
 
@@ -251,7 +255,9 @@ class AsyncClient(AsyncOperations):
     """Talks to sessiond from asyncio code. Use as ``async with AsyncClient() as client:``.
 
     ``target``: the daemon's socket path (default: ``$SESSIOND_SOCKET``, else the daemon's
-    default path). One connection per client, opened on the first call.
+    default path; one connection per client, opened on the first call), or a Redis or
+    Valkey URL (``redis://host:6379/0``, ``redis+unix:///path/redis.sock?db=0``; see
+    :mod:`sessiond_client.targets`): the same operations, executed against that server.
     """
 
     def __init__(
@@ -269,12 +275,15 @@ class AsyncClient(AsyncOperations):
         self.retry = retry or RetryPolicy()
         self.client_name = client_name
         self._pipeline = Pipeline(self.retry, client_name)
-        self._transport: _SocketTransport | None = None
+        self._transport: _SocketTransport | AsyncRedisTransport | None = None
 
     @property
     def server_info(self) -> ServerInfo | None:
         """What the daemon said in ``hello`` on the current connection (None before)."""
-        return self._pipeline.server_info
+        transport = self._transport
+        if isinstance(transport, _SocketTransport) or transport is None:
+            return self._pipeline.server_info
+        return transport.server_info
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -294,9 +303,18 @@ class AsyncClient(AsyncOperations):
         else:
             self._pipeline.close()
 
-    def _socket(self) -> _SocketTransport:
+    def _socket(self) -> _SocketTransport | AsyncRedisTransport:
         if self._transport is None:
-            self._transport = _SocketTransport(self.settings, self._pipeline)
+            if self.settings.redis is not None:
+                from sessiond_client.redis_backend.async_transport import AsyncRedisTransport
+
+                if self._pipeline.closed:
+                    raise ClientClosedError("the client is closed")
+                self._transport = AsyncRedisTransport(
+                    self.settings.redis, self.settings, self.retry
+                )
+            else:
+                self._transport = _SocketTransport(self.settings, self._pipeline)
         return self._transport
 
     async def _call(self, call: _core.Call, timeout_s: float | None = None) -> Any:

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sessiond_client import _core
 from sessiond_client._ops_sync import SyncOperations
@@ -38,6 +38,9 @@ from sessiond_client.errors import (
 from sessiond_client.protocol import FrameDecoder
 from sessiond_client.results import ServerInfo, WatchEvent
 from sessiond_client.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from sessiond_client.redis_backend.sync_transport import RedisTransport
 
 __all__ = ["Client"]
 
@@ -331,7 +334,9 @@ class Client(SyncOperations):
     """Blocking sessiond client; safe to share between threads. ``with Client() as c:``.
 
     ``target``: the daemon's socket path (default: ``$SESSIOND_SOCKET``, else the daemon's
-    default path). One connection per client, opened on the first call.
+    default path; one connection per client, opened on the first call), or a Redis or
+    Valkey URL (``redis://host:6379/0``, ``redis+unix:///path/redis.sock?db=0``; see
+    :mod:`sessiond_client.targets`): the same operations, executed against that server.
     """
 
     def __init__(
@@ -349,12 +354,21 @@ class Client(SyncOperations):
         self.retry = retry or RetryPolicy()
         self.client_name = client_name
         self._pipeline = Pipeline(self.retry, client_name)
-        self._transport = _SocketTransport(self.settings, self._pipeline)
+        self._transport: _SocketTransport | RedisTransport
+        if self.settings.redis is not None:
+            from sessiond_client.redis_backend.sync_transport import RedisTransport
+
+            self._transport = RedisTransport(self.settings.redis, self.settings, self.retry)
+        else:
+            self._transport = _SocketTransport(self.settings, self._pipeline)
 
     @property
     def server_info(self) -> ServerInfo | None:
         """What the daemon said in ``hello`` on the current connection (None before)."""
-        return self._pipeline.server_info
+        transport = self._transport
+        if isinstance(transport, _SocketTransport):
+            return self._pipeline.server_info
+        return transport.server_info
 
     def __enter__(self) -> Client:
         return self

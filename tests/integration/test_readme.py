@@ -19,7 +19,7 @@ def python_blocks() -> list[str]:
 
 
 def test_the_client_example_runs_as_written(daemon: DaemonProcess) -> None:
-    (example,) = [block for block in python_blocks() if "AsyncClient" in block]
+    (example,) = [block for block in python_blocks() if "asyncio.run(" in block]
     assert "asyncio.run(" in example
     result = subprocess.run(
         [sys.executable, "-c", example],

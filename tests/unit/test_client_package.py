@@ -1,6 +1,7 @@
 """Unit tests for the sessiond_client package surface: ``__all__`` and its dependencies.
 
-Pure: the package's sources are parsed with :mod:`ast`; nothing is run in a subprocess.
+The package's sources are parsed with :mod:`ast`; one test imports the client in a
+subprocess to see which modules it pulls in.
 DESIGN.md §1: ``sessiond`` imports ``sessiond_client``, never the reverse, and the client
 depends on msgspec alone.
 """
@@ -8,6 +9,7 @@ depends on msgspec alone.
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +18,9 @@ import sessiond_client
 PACKAGE_DIR = Path(sessiond_client.__file__).parent
 INIT_SOURCE = PACKAGE_DIR / "__init__.py"
 ALLOWED_THIRD_PARTY = {"msgspec"}
+REDIS_EXTRA = {"redis"}
+"""The optional ``redis`` extra, imported (lazily) by the Redis backend's subpackage only."""
+REDIS_BACKEND_DIR = PACKAGE_DIR / "redis_backend"
 PACKAGE = "sessiond_client"
 
 
@@ -103,10 +108,35 @@ def test_the_client_never_imports_the_daemon_package() -> None:
 def test_the_client_depends_on_msgspec_and_the_standard_library_only() -> None:
     allowed = set(sys.stdlib_module_names) | ALLOWED_THIRD_PARTY | {"sessiond_client"}
     foreign = {
-        str(path.relative_to(PACKAGE_DIR)): sorted(imported_top_level_modules(path) - allowed)
+        str(path.relative_to(PACKAGE_DIR)): sorted(
+            imported_top_level_modules(path)
+            - allowed
+            - (REDIS_EXTRA if path.is_relative_to(REDIS_BACKEND_DIR) else set())
+        )
         for path in client_sources()
     }
     assert {name: mods for name, mods in foreign.items() if mods} == {}
+    assert any(
+        "redis" in imported_top_level_modules(path) for path in REDIS_BACKEND_DIR.glob("*.py")
+    ), "the scanner must see the Redis backend's (lazy) import of redis-py"
+
+
+def test_the_socket_client_never_imports_redis_py() -> None:
+    """A bot on the daemon's socket needs msgspec alone: ``Client``, ``AsyncClient`` and
+    the pure modules import redis-py only when a Redis target is used."""
+    code = (
+        "import sys\n"
+        "from sessiond_client import AsyncClient, Client\n"
+        "import sessiond_client.keys, sessiond_client.resolve, sessiond_client.targets\n"
+        "Client('/nonexistent/sessiond.sock').close()\n"
+        "assert 'redis' not in sys.modules, sorted(m for m in sys.modules if 'redis' in m)\n"
+        "Client('redis://127.0.0.1:1/0').close()\n"
+        "assert 'redis' in sys.modules\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_the_import_scanner_sees_what_it_must(tmp_path: Path) -> None:
