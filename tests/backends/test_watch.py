@@ -10,6 +10,7 @@ import pytest
 
 from sessiond_client import CompactedError, WatchEvent
 from tests.backends.conftest import Backend
+from tests.support.redis_server import SERVER_KINDS
 
 
 def test_since_delivers_every_later_change_in_order_then_live_ones(backend: Backend) -> None:
@@ -66,9 +67,10 @@ def test_a_since_newer_than_the_store_is_compacted(backend: Backend) -> None:
         assert raised.value.oldest_seq == 0
 
 
+# The daemon's window is tested with its config in tests/integration/test_watch.py.
+@pytest.mark.parametrize("backend", SERVER_KINDS, indirect=True)
 def test_a_since_older_than_the_kept_stream_is_compacted(backend: Backend) -> None:
-    if backend.server is None:
-        pytest.skip("the daemon's window is tested with its config in tests/integration")
+    assert backend.server is not None
     with backend.client() as client:
         for index in range(5):
             client.patch(f"k{index}", {})
