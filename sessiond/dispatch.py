@@ -12,13 +12,14 @@ values (:mod:`sessiond.values`: JSON values only, bounded depth and size; known 
 type-checked), request tokens (a token names one write: reusing it for another op or key
 is refused), and reply sizes (a ``get_many`` or ``list`` reply never exceeds
 ``max_reply_bytes``: ``list`` returns a shorter page, ``get_many`` asks for fewer keys).
+The checks themselves are :mod:`sessiond_client.checks`, shared with the client's Redis
+backend, so both refuse the same requests with the same errors.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 import msgspec
@@ -32,13 +33,25 @@ from sessiond.resolve import ResolveOptions, resolve_session, session_key_for
 from sessiond.store import SessionStore, encode_for_wire
 from sessiond.transfer import ExportViews, Imports
 from sessiond.values import check_json_value
-from sessiond_client.entry import validate_entry_fields
-from sessiond_client.errors import ConflictError, InvalidRequestError
-from sessiond_client.keys import (
-    DEFAULT_AGENT_ID,
-    normalize_agent_id,
-    resolve_agent_id_from_session_key,
+from sessiond_client import checks
+from sessiond_client.checks import (
+    DEFAULT_LIST_LIMIT,
+    REPLY_ITEM_OVERHEAD_BYTES,
+    REPLY_WRAPPER_BYTES,
+    check_ctx,
+    check_fields,
+    check_key,
+    check_list_limit,
+    check_minutes,
+    check_projection,
+    check_token,
+    cursor_bytes,
+    project,
+    utf8_len,
+    wire_agent,
 )
+from sessiond_client.errors import ConflictError, InvalidRequestError
+from sessiond_client.keys import DEFAULT_AGENT_ID
 from sessiond_client.protocol import (
     OP_OF_REQUEST,
     PROTOCOL_VERSION,
@@ -71,24 +84,6 @@ from sessiond_client.protocol import (
 
 __all__ = ["Dispatcher", "Outcome", "StoreAccess", "agent_of", "agents_of"]
 
-MAX_FIELD_NAME_CHARS = 256
-MAX_TOKEN_CHARS = 128
-DEFAULT_LIST_LIMIT = 100
-ALWAYS_PROJECTED = ("sessionId", "updatedAt")
-REPLY_ITEM_OVERHEAD_BYTES = 64
-"""msgpack framing of one ``{key, entry, revision}`` item beyond the key and the entry."""
-REPLY_WRAPPER_BYTES = 128
-"""The reply envelope and result map around the items (id, ok, seq, field names)."""
-
-
-def utf8_len(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-
-
-def cursor_bytes(key: str) -> int:
-    """An upper bound of the cursor that resumes after ``key`` (base64 of a small map)."""
-    return (utf8_len(key) + 16) * 4 // 3 + 8
-
 
 class StoreAccess(Protocol):
     """How dispatch reaches stores; the registry (I/O shell) implements it."""
@@ -111,33 +106,15 @@ class Outcome(NamedTuple):
     seq: int | None = None
 
 
-def wire_agent(agent: str) -> str:
-    """A wire ``agent`` must be in normal form; the error names the form to use."""
-    normal = normalize_agent_id(agent)
-    if normal != agent:
-        raise InvalidRequestError(
-            f"agent {agent!r} is not in normal form; use {normal!r} (1-64 characters of "
-            "[A-Za-z0-9_-] starting with a letter or digit, or lowercase [a-z0-9_-] "
-            "not starting or ending with '-')"
-        )
-    return agent
-
-
 def agent_of(request_agent: str | None, key: str | None) -> str:
-    """The agent whose store a request uses: explicit ``agent``, else the key's, else main.
-
-    Memoised: the JS-faithful normalisation costs a few microseconds, and a bot asks for
-    the same few keys over and over.
+    """:func:`sessiond_client.checks.agent_of` (explicit ``agent``, else the key's, else
+    main), memoised: the JS-faithful normalisation costs a few microseconds, and a bot
+    asks for the same few keys over and over.
     """
     cache_key = (request_agent, key)
     agent_id = _AGENT_CACHE.get(cache_key)
     if agent_id is None:
-        if request_agent is not None:
-            agent_id = wire_agent(request_agent)
-        elif key is not None:
-            agent_id = resolve_agent_id_from_session_key(key)
-        else:
-            agent_id = DEFAULT_AGENT_ID
+        agent_id = checks.agent_of(request_agent, key)
         if len(_AGENT_CACHE) >= AGENT_CACHE_SIZE:
             _AGENT_CACHE.clear()
         _AGENT_CACHE[cache_key] = agent_id
@@ -163,39 +140,6 @@ def agents_of(request: Request) -> tuple[str, ...]:
             return (agent_of(agent, None),)
         case _:
             return (agent_of(request.agent, getattr(request, "key", None)),)
-
-
-class MessageContext(msgspec.Struct, rename=None, forbid_unknown_fields=False):
-    """The MsgContext fields ``resolve`` reads, with their types (others pass through)."""
-
-    From: str | None = None
-    To: str | None = None
-    ChatType: str | None = None
-    Provider: str | None = None
-    SessionKey: str | None = None
-    GroupSubject: str | None = None
-    GroupRoom: str | None = None
-    GroupSpace: str | None = None
-    ThreadLabel: str | None = None
-    MessageThreadId: str | int | None = None
-    Body: str | None = None
-    RawBody: str | None = None
-    CommandBody: str | None = None
-
-
-def check_minutes(name: str, minutes: float) -> float:
-    """A duration in minutes must be a finite, non-negative number (NaN would disable it)."""
-    if not math.isfinite(minutes) or minutes < 0:
-        raise InvalidRequestError(f"{name} must be a finite number >= 0, got {minutes!r}")
-    return minutes
-
-
-def project(value: Any, fields: Sequence[str]) -> Any:
-    """Only ``fields`` (and ``sessionId``/``updatedAt``) of an object entry."""
-    if not isinstance(value, dict):
-        return value
-    wanted = set(fields).union(ALWAYS_PROJECTED)
-    return {name: item for name, item in value.items() if name in wanted}
 
 
 def replayed_result(
@@ -251,44 +195,15 @@ class Dispatcher:
     # -- validation ---------------------------------------------------------------------
 
     def check_key(self, key: str) -> str:
-        if not key:
-            raise InvalidRequestError("key must be a non-empty string")
-        if len(key) * 4 > self.limits.max_key_bytes and (
-            len(key.encode("utf-8", "surrogatepass")) > self.limits.max_key_bytes
-        ):
-            raise InvalidRequestError(
-                f"key is longer than the limit of {self.limits.max_key_bytes} bytes"
-            )
-        return key
+        return check_key(key, max_key_bytes=self.limits.max_key_bytes)
 
     def check_fields(self, fields: dict[str, Any], where: str) -> dict[str, Any]:
         """An entry or patch: JSON values within the limits, known fields well typed."""
         limits = self.limits
-        check_json_value(
-            fields, where=where, max_depth=limits.max_depth, max_fields=limits.max_fields
-        )
-        for name in fields:
-            if not name or len(name) > MAX_FIELD_NAME_CHARS:
-                raise InvalidRequestError(
-                    f"field names must have 1 to {MAX_FIELD_NAME_CHARS} characters"
-                )
-        try:
-            validate_entry_fields(fields)
-        except msgspec.ValidationError as error:
-            raise InvalidRequestError(f"invalid entry field: {error}") from error
-        return fields
+        return check_fields(fields, where, max_depth=limits.max_depth, max_fields=limits.max_fields)
 
     def check_projection(self, fields: list[str] | None) -> list[str] | None:
-        if fields is None:
-            return None
-        if len(fields) > self.limits.max_fields:
-            raise InvalidRequestError(f"fields names at most {self.limits.max_fields} fields")
-        for name in fields:
-            if not name or len(name) > MAX_FIELD_NAME_CHARS:
-                raise InvalidRequestError(
-                    f"field names must have 1 to {MAX_FIELD_NAME_CHARS} characters"
-                )
-        return fields
+        return check_projection(fields, max_fields=self.limits.max_fields)
 
     def store(self, request_agent: str | None, key: str | None, *, write: bool) -> SessionStore:
         return self.stores.store_for(agent_of(request_agent, key), for_write=write)
@@ -335,8 +250,7 @@ class Dispatcher:
         self, request: WriteRequestBase, store: SessionStore, token: str
     ) -> RememberedWrite | None:
         """What the store remembers of ``token``; refuses a token reused for another write."""
-        if not 0 < len(token) <= MAX_TOKEN_CHARS:
-            raise InvalidRequestError(f"request_token must have 1 to {MAX_TOKEN_CHARS} characters")
+        check_token(token)
         remembered = store.requests.lookup(token)
         if remembered is None:
             return None
@@ -425,8 +339,10 @@ class Dispatcher:
         fields = self.check_projection(request.fields)
         found: dict[str, EntryRef] = {}
         reply_bytes = REPLY_WRAPPER_BYTES
+        max_key_bytes = limits.max_key_bytes
         for key in request.keys:
-            store = self.store(request.agent, self.check_key(key), write=False)
+            check_key(key, max_key_bytes=max_key_bytes)
+            store = self.store(request.agent, key, write=False)
             entry = store.get(key)
             if entry is None:
                 continue
@@ -443,10 +359,11 @@ class Dispatcher:
     def list(self, request: ListRequest) -> ListResult:
         limits = self.limits
         # Without a limit, a page is the default size, never more than the configured maximum.
-        default_limit = min(DEFAULT_LIST_LIMIT, limits.max_list_limit)
-        limit = default_limit if request.limit is None else request.limit
-        if not 1 <= limit <= limits.max_list_limit:
-            raise InvalidRequestError(f"limit must be 1 to {limits.max_list_limit}")
+        limit = check_list_limit(
+            request.limit,
+            max_list_limit=limits.max_list_limit,
+            default=min(DEFAULT_LIST_LIMIT, limits.max_list_limit),
+        )
         fields = self.check_projection(request.fields)
         active_since_ms = None
         if request.active_minutes is not None:
@@ -477,9 +394,9 @@ class Dispatcher:
     def export(self, request: ExportRequest) -> ListResult:
         """A page of a consistent copy of one store (see :mod:`sessiond.transfer`)."""
         limits = self.limits
-        limit = limits.max_list_limit if request.limit is None else request.limit
-        if not 1 <= limit <= limits.max_list_limit:
-            raise InvalidRequestError(f"limit must be 1 to {limits.max_list_limit}")
+        limit = check_list_limit(
+            request.limit, max_list_limit=limits.max_list_limit, default=limits.max_list_limit
+        )
         agent_id = agent_of(request.agent, None)
         store = self.stores.store_for(agent_id, for_write=False)
         cursor = request.cursor or self.exports.start(agent_id, store.entries, store.seq)
@@ -511,7 +428,7 @@ class Dispatcher:
         size = 0
         for key, entry in request.entries.items():
             try:
-                self.check_key(key)
+                check_key(key, max_key_bytes=limits.max_key_bytes)
             except InvalidRequestError as error:
                 raise InvalidRequestError(f"key {key!r}: {error}") from None
             check_json_value(
@@ -601,14 +518,7 @@ class Dispatcher:
 
     def checked_ctx(self, request: ResolveRequest) -> dict[str, Any]:
         limits = self.limits
-        check_json_value(
-            request.ctx, where="ctx", max_depth=limits.max_depth, max_fields=limits.max_fields
-        )
-        try:
-            msgspec.convert(request.ctx, MessageContext)
-        except msgspec.ValidationError as error:
-            raise InvalidRequestError(f"invalid ctx: {error}") from error
-        return request.ctx
+        return check_ctx(request.ctx, max_depth=limits.max_depth, max_fields=limits.max_fields)
 
     def resolve(self, request: ResolveRequest) -> ResolveResult:
         if request.idle_minutes is not None:

@@ -15,6 +15,10 @@ extra state on disk, so it stays valid across restarts: a client may read, resta
 daemon, and still compare-and-set with what it read. It is computed on first use, so
 loading a large store does not hash every entry.
 
+How an entry is encoded, its revision and its ``updatedAt`` are the rules of
+:mod:`sessiond_client.entry_json`, shared with the client's Redis backend, so an entry
+has the same bytes and revision in either store; this module only holds the result.
+
 Lone UTF-16 surrogates: the original's files may hold them (``JSON.stringify`` writes a
 string that ``slice`` cut inside an emoji as ``"\\ud83d"``). They are kept, as that
 escape, through load → update → flush; msgspec cannot decode or encode them, so such an
@@ -25,14 +29,18 @@ msgpack strings are UTF-8.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
-import re
 from typing import Any, Final
 
 import msgspec
 
+from sessiond_client.entry_json import (
+    encode_entry_json,
+    encode_json_slowly,
+    revision_of,
+    updated_at_ms_of,
+    without_lone_surrogates,
+)
 from sessiond_client.jscompat import js_truthy
 
 __all__ = [
@@ -44,7 +52,6 @@ __all__ = [
     "revision_of",
 ]
 
-_json_encoder = msgspec.json.Encoder()
 _json_decoder = msgspec.json.Decoder()
 
 
@@ -53,7 +60,6 @@ class _UpdatedAtOnly(msgspec.Struct, rename="camel"):
 
 
 _updated_at_decoder = msgspec.json.Decoder(_UpdatedAtOnly)
-_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _OBJECT_OR_ARRAY: Final = frozenset(b"{[")
 
 
@@ -78,7 +84,7 @@ class StoredEntry(msgspec.Struct, gc=False):
         try:
             return _json_decoder.decode(self.json_bytes)
         except msgspec.DecodeError:
-            return _without_lone_surrogates(json.loads(self.json_bytes))
+            return without_lone_surrogates(json.loads(self.json_bytes))
 
     def exact_value(self) -> Any:
         """The entry exactly as stored, lone surrogates included (for merges)."""
@@ -99,18 +105,6 @@ class StoredEntry(msgspec.Struct, gc=False):
         return self.json_bytes[0] in _OBJECT_OR_ARRAY or js_truthy(self.value())
 
 
-def revision_of(json_bytes: bytes) -> str:
-    return hashlib.blake2b(json_bytes, digest_size=8).hexdigest()
-
-
-def _updated_at_ms_of(value: Any) -> float:
-    if isinstance(value, dict):
-        updated_at = value.get("updatedAt")
-        if isinstance(updated_at, (int, float)) and not isinstance(updated_at, bool):
-            return float(updated_at) if math.isfinite(updated_at) else 0.0
-    return 0.0
-
-
 def encode_entry(value: Any) -> StoredEntry:
     """Store a Python value (normally a dict) as ``JSON.stringify`` would write it:
     non-finite floats as ``null``, ``-0.0`` as ``0``."""
@@ -119,49 +113,9 @@ def encode_entry(value: Any) -> StoredEntry:
 
 def encode_entry_for_wire(value: Any) -> tuple[StoredEntry, bool]:
     """:func:`encode_entry`, and whether ``value`` itself is what was stored and can go on
-    the wire as the entry (false after ``-0.0`` was rewritten, or with a lone surrogate,
-    which msgpack cannot carry)."""
-    try:
-        json_bytes = _json_encoder.encode(value)
-        if b"-0.0" in json_bytes:  # rare; a string or -0.05 also match, and stay as they are
-            finite = _finite(value)
-            return StoredEntry(_json_encoder.encode(finite), _updated_at_ms_of(value)), False
-    except UnicodeEncodeError:  # a lone surrogate: write it as JSON.stringify does
-        return StoredEntry(encode_json_slowly(value), _updated_at_ms_of(value)), False
-    return StoredEntry(json_bytes, _updated_at_ms_of(value)), True
-
-
-def encode_json_slowly(value: Any, *, indent: int | None = None) -> bytes:
-    """JSON as ``JSON.stringify`` writes it, for values msgspec cannot encode: lone
-    surrogates as ``\\udXXX`` escapes, non-finite numbers as null."""
-    separators = (",", ":") if indent is None else (",", ": ")
-    text = json.dumps(
-        _finite(value), ensure_ascii=False, indent=indent, separators=separators, allow_nan=False
-    )
-    return _LONE_SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text).encode()
-
-
-def _finite(value: Any) -> Any:
-    """``value`` as ``JSON.stringify`` sees its numbers: non-finite floats None, -0.0 0."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, float) and value == 0:
-        return 0
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
-    return value
-
-
-def _without_lone_surrogates(value: Any) -> Any:
-    if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without_lone_surrogates(item) for item in value]
-    return value
+    the wire as the entry (see :func:`~sessiond_client.entry_json.encode_entry_json`)."""
+    json_bytes, exact = encode_entry_json(value)
+    return StoredEntry(json_bytes, updated_at_ms_of(value)), exact
 
 
 def entry_from_json(raw: bytes | memoryview) -> StoredEntry:
@@ -178,6 +132,6 @@ def entry_from_json(raw: bytes | memoryview) -> StoredEntry:
         updated_at = _updated_at_decoder.decode(compact).updated_at
     except msgspec.ValidationError:  # not an object: a string, array, null...
         return StoredEntry(compact, 0.0)
-    if isinstance(updated_at, (int, float)) and not isinstance(updated_at, bool):
-        return StoredEntry(compact, float(updated_at) if math.isfinite(updated_at) else 0.0)
-    return StoredEntry(compact, 0.0)
+    # The one rule for updatedAt (a finite number, else 0) takes the entry's object; this
+    # one-field dict costs ~0.15 us of the ~3.5 us a 1 KB entry takes to load.
+    return StoredEntry(compact, updated_at_ms_of({"updatedAt": updated_at}))

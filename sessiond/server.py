@@ -36,13 +36,14 @@ import msgspec
 
 from sessiond.access import AccessPolicy
 from sessiond.config import Limits
-from sessiond.dispatch import Dispatcher, agents_of, project, wire_agent
+from sessiond.dispatch import Dispatcher, agents_of
 from sessiond.metrics import OpMetrics
 from sessiond.peercred import peer_credentials
 from sessiond.registry import StoreRegistry
 from sessiond.requestid import request_id_of
 from sessiond.store import Change, SessionStore, encode_for_wire
 from sessiond.watch import WatchHub
+from sessiond_client.checks import project, wire_agent
 from sessiond_client.errors import (
     BusyError,
     CompactedError,

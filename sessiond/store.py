@@ -11,6 +11,10 @@ a ``null`` patch value deletes the field (it plays the part of JS ``undefined``)
 Compare-and-set: every write takes an optional ``if_revision``; a mismatch (including
 "expected an entry but there is none") raises :class:`ConflictError`.
 
+The rules of each write (what it stores, its compare-and-set preconditions) are
+:mod:`sessiond_client.writes`, shared with the client's Redis backend; the methods here
+apply them to the in-memory entries.
+
 A stored value that JS finds falsy (``null``, ``false``, ``0``, ``""``: possible in a file
 the original wrote) is not a session: :meth:`SessionStore.get` and ``update`` treat it
 as missing, as the original's ``if (!existing) return null`` did, while ``patch``,
@@ -28,9 +32,9 @@ import msgspec
 from sessiond.dedup import RememberedWrite, RequestMemory
 from sessiond.entries import StoredEntry, encode_entry_for_wire
 from sessiond.values import wire_safe
-from sessiond_client.errors import ConflictError, InvalidRequestError
-from sessiond_client.jscompat import UNDEFINED, js_trim
-from sessiond_client.merge import merge_session_entry
+from sessiond_client import writes
+from sessiond_client.errors import InvalidRequestError
+from sessiond_client.jscompat import UNDEFINED
 
 __all__ = ["WIRE_CACHE_ENTRIES", "Change", "ChangeListener", "SessionStore", "encode_for_wire"]
 
@@ -59,12 +63,6 @@ def encode_for_wire(value: Any) -> msgspec.Raw:
         return msgspec.Raw(_wire_encoder.encode(value))
     except OverflowError:
         return msgspec.Raw(_wire_encoder.encode(wire_safe(value)))
-
-
-def _require_text_or_none(value: object, name: str) -> None:
-    # The original called value?.trim(): anything but a string or nullish threw.
-    if value is not None and not isinstance(value, str):
-        raise TypeError(f"{name} must be a string or None, got {type(value).__name__}")
 
 
 class SessionStore:
@@ -149,29 +147,15 @@ class SessionStore:
         """The current entry; :class:`ConflictError` if it is not at ``if_revision``, or
         (``if_absent``) if there is one."""
         current = self.entries.get(key)
-        if if_absent and current is not None and current.is_truthy:
-            raise ConflictError(f"{key!r} already exists (at revision {current.revision})")
-        if if_revision is None:
-            return current
-        if current is None:
-            raise ConflictError(f"{key!r} does not exist (expected revision {if_revision})")
-        if current.revision != if_revision:
-            raise ConflictError(f"{key!r} is at revision {current.revision}, not {if_revision}")
+        if if_revision is not None or if_absent:  # else nothing to check, nor to hash
+            writes.check_revision(
+                key,
+                None if current is None else current.revision,
+                current_is_session=current is not None and current.is_truthy,
+                if_revision=if_revision,
+                if_absent=if_absent,
+            )
         return current
-
-    def merged_value(self, patch: Mapping[str, Any], current: StoredEntry | None) -> Any:
-        """The value ``patch`` (wire form: ``None`` deletes) merged into ``current``."""
-        js_patch = {name: UNDEFINED if value is None else value for name, value in patch.items()}
-        existing = current.exact_value() if current is not None else UNDEFINED
-        merged = merge_session_entry(
-            existing, js_patch, now_ms=self.clock_ms(), new_session_id=self.new_session_id
-        )
-        if UNDEFINED not in js_patch.values():
-            return merged
-        # Only top-level values can be undefined here (the wire's nulls; stored JSON and
-        # msgpack hold none), so a shallow pass is enough — the deep one walked every
-        # nested value of every entry on every write.
-        return {name: value for name, value in merged.items() if value is not UNDEFINED}
 
     def store_value(
         self, key: str, value: Any, token: str | None = None, op: str | None = None
@@ -217,7 +201,13 @@ class SessionStore:
     ) -> StoredEntry:
         """Merge ``patch`` into the entry, creating it if missing."""
         current = self.check_revision(key, if_revision, if_absent=if_absent)
-        return self.store_value(key, self.merged_value(patch, current), token, "patch")
+        value = writes.patched_value(
+            patch,
+            UNDEFINED if current is None else current.exact_value(),
+            now_ms=self.clock_ms(),
+            new_session_id=self.new_session_id,
+        )
+        return self.store_value(key, value, token, "patch")
 
     def update(
         self,
@@ -231,7 +221,10 @@ class SessionStore:
         current = self.check_revision(key, if_revision)
         if current is None or not current.is_truthy:
             return None
-        return self.store_value(key, self.merged_value(patch, current), token, "update")
+        value = writes.patched_value(
+            patch, current.exact_value(), now_ms=self.clock_ms(), new_session_id=self.new_session_id
+        )
+        return self.store_value(key, value, token, "update")
 
     def replace(
         self,
@@ -246,10 +239,7 @@ class SessionStore:
         """Store a whole entry as given. ``sessionId`` is required; a missing ``updatedAt``
         is set to now; ``null`` fields are dropped (they mean "absent" on the wire)."""
         self.check_revision(key, if_revision, if_absent=if_absent)
-        value = {name: field for name, field in entry.items() if field is not None}
-        if not isinstance(value.get("sessionId"), str):
-            raise InvalidRequestError("replace needs an entry with a string sessionId")
-        value.setdefault("updatedAt", self.clock_ms())
+        value = writes.replaced_value(entry, now_ms=self.clock_ms())
         return self.store_value(key, value, token, op)
 
     def update_last_route(
@@ -263,26 +253,20 @@ class SessionStore:
         if_revision: str | None = None,
         token: str | None = None,
     ) -> StoredEntry:
-        """Record where the last reply went, as the original ``updateLastRoute`` did.
-
-        A blank ``to`` clears ``lastTo``; a blank ``account_id`` keeps the previous one;
-        a missing ``provider`` clears ``lastProvider``. Unlike the original, an existing
-        entry's ``updatedAt`` is left alone unless ``touch``: a delivery receipt is not
-        user activity, and bumping it kept idle sessions alive forever.
-        """
-        _require_text_or_none(to, "to")
-        _require_text_or_none(account_id, "account_id")
+        """Record where the last reply went (see
+        :func:`~sessiond_client.writes.routed_value`): ``updatedAt`` of an existing entry
+        moves only if ``touch``."""
         current = self.check_revision(key, if_revision)
-        trimmed_to = js_trim(to) if to is not None else ""
-        trimmed_account = js_trim(account_id) if account_id is not None else ""
-        route: dict[str, Any] = {"lastProvider": provider, "lastTo": trimmed_to or None}
-        if trimmed_account:
-            route["lastAccountId"] = trimmed_account
-        merged = self.merged_value(route, current)
-        existing = current.exact_value() if current is not None else None
-        if not touch and isinstance(existing, dict) and "updatedAt" in existing:
-            merged["updatedAt"] = existing["updatedAt"]
-        return self.store_value(key, merged, token, "update_last_route")
+        value = writes.routed_value(
+            UNDEFINED if current is None else current.exact_value(),
+            provider=provider,
+            to=to,
+            account_id=account_id,
+            touch=touch,
+            now_ms=self.clock_ms(),
+            new_session_id=self.new_session_id,
+        )
+        return self.store_value(key, value, token, "update_last_route")
 
     def delete(self, key: str, *, if_revision: str | None = None, token: str | None = None) -> bool:
         self.check_revision(key, if_revision)

@@ -12,7 +12,7 @@ request picks its store, how a projection is applied, and how reply sizes are co
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -96,7 +96,7 @@ def check_key(key: str, *, max_key_bytes: int) -> str:
     return key
 
 
-def _check_field_names(names: Sequence[str]) -> None:
+def _check_field_names(names: Iterable[str]) -> None:
     for name in names:
         if not name or len(name) > MAX_FIELD_NAME_CHARS:
             raise InvalidRequestError(
@@ -109,7 +109,7 @@ def check_fields(
 ) -> dict[str, Any]:
     """An entry or patch: JSON values within the limits, known fields well typed."""
     check_json_value(fields, where=where, max_depth=max_depth, max_fields=max_fields)
-    _check_field_names(list(fields))
+    _check_field_names(fields)
     try:
         validate_entry_fields(fields)
     except msgspec.ValidationError as error:
