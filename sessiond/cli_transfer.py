@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -32,7 +32,7 @@ import msgspec
 from sessiond import __version__
 from sessiond.cli_common import EXIT_FAILURE, Subcommands, add_agent_option, print_json
 from sessiond.entries import encode_entry
-from sessiond.fileops import REAL_FILES
+from sessiond.fileops import REAL_FILES, FileOps
 from sessiond.snapshotter import commit_snapshot, new_temp_path, write_snapshot_file
 from sessiond_client import Client, Session, SessiondError
 
@@ -219,14 +219,47 @@ def run_import(client: Client, args: argparse.Namespace) -> int:
 # -- backup -----------------------------------------------------------------------------
 
 
-def write_backup_store(directory: Path, agent: str, sessions: list[Session]) -> Path:
+def write_backup_store(
+    directory: Path, agent: str, sessions: list[Session], *, fs: FileOps = REAL_FILES
+) -> Path:
     """One store's copy in the default layout, written atomically and durably."""
     path = directory / "agents" / agent / "sessions" / "sessions.json"
-    REAL_FILES.make_private_dirs(str(path.parent))
+    fs.make_private_dirs(str(path.parent))
     entries = {session.key: encode_entry(session.data) for session in sessions}
-    written = write_snapshot_file(REAL_FILES, new_temp_path(path), entries, pretty=True)
-    commit_snapshot(REAL_FILES, written, path)
+    written = write_snapshot_file(fs, new_temp_path(path), entries, pretty=True)
+    commit_snapshot(fs, written, path)
     return path
+
+
+def write_backup(
+    directory: Path,
+    exported: Iterable[tuple[str, list[Session], int]],
+    *,
+    fs: FileOps = REAL_FILES,
+) -> dict[str, Any]:
+    """Write each exported store ``(agent, sessions, seq)`` (consumed one at a time), then
+    the manifest listing them; returns the manifest's ``stores``.
+
+    The manifest comes last, fsynced before it is renamed into place, and the directory is
+    fsynced after: a manifest that survives a power loss lists only complete stores, and a
+    backup that returned survives one whole."""
+    fs.make_private_dirs(str(directory))
+    stores: dict[str, Any] = {}
+    for agent, sessions, seq in exported:
+        path = write_backup_store(directory, agent, sessions, fs=fs)
+        stores[agent] = {"entries": len(sessions), "seq": seq, "path": str(path)}
+    manifest = {"created_at": time.time(), "sessiond_version": __version__, "stores": stores}
+    manifest_path = directory / MANIFEST_NAME
+    temp_path = f"{manifest_path}.tmp"
+    fd = fs.create(temp_path)
+    try:
+        fs.write(fd, msgspec.json.format(_encoder.encode(manifest), indent=2) + b"\n")
+        fs.fsync(fd)
+    finally:
+        fs.close(fd)
+    fs.rename(temp_path, str(manifest_path))
+    fs.fsync_directory(str(directory))
+    return stores
 
 
 def run_backup(client: Client, args: argparse.Namespace) -> int:
@@ -238,23 +271,8 @@ def run_backup(client: Client, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILURE
-    REAL_FILES.make_private_dirs(str(directory))
-    stores: dict[str, Any] = {}
-    for agent in all_agents(client):
-        sessions, seq = export_store(client, agent)
-        path = write_backup_store(directory, agent, sessions)
-        stores[agent] = {"entries": len(sessions), "seq": seq, "path": str(path)}
-    manifest = {"created_at": time.time(), "sessiond_version": __version__, "stores": stores}
-    manifest_path = directory / MANIFEST_NAME
-    temp_path = f"{manifest_path}.tmp"
-    fd = REAL_FILES.create(temp_path)
-    try:
-        REAL_FILES.write(fd, msgspec.json.format(_encoder.encode(manifest), indent=2) + b"\n")
-        REAL_FILES.fsync(fd)
-    finally:
-        REAL_FILES.close(fd)
-    REAL_FILES.rename(temp_path, str(manifest_path))
-    REAL_FILES.fsync_directory(str(directory))
+    exported = ((agent, *export_store(client, agent)) for agent in all_agents(client))
+    stores = write_backup(directory, exported)
     if args.json:
         print_json({"directory": str(directory), "stores": stores})
     else:

@@ -196,13 +196,18 @@ class StorePersistence:
                 refuse_corrupt=self.config.on_corrupt == "refuse",
                 fs=self.fs,
             )
-            # Replayed changes now count as synced: make it true before building on them.
+            # Replayed changes now count as synced: make it true before building on them —
+            # their content, and their names (a segment the killed process created may not
+            # be durable in the directory yet; a newer segment's name could survive without
+            # it).
             for segment in loaded.segments:
                 fd = self.fs.open_for_sync(segment.path)
                 try:
                     self.fs.fsync(fd)
                 finally:
                     self.fs.close(fd)
+            if loaded.segments:
+                self.fs.fsync_directory(directory)
         except BaseException:
             self.fs.unlock_directory(self.lock_fd)
             self.lock_fd = None

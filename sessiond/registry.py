@@ -44,7 +44,7 @@ from sessiond.entries import StoredEntry
 from sessiond.journal_writer import JournalWriter
 from sessiond.loader import StoreQuarantinedError
 from sessiond.persistence import StoreLockedError, StorePersistence
-from sessiond.retention import plan_retention
+from sessiond.retention import RetentionPlan, plan_retention
 from sessiond.store import SessionStore
 from sessiond.watch import WatchHub
 from sessiond_client.errors import ForbiddenError, UnavailableError
@@ -55,7 +55,7 @@ from sessiond_client.keys import (
 )
 from sessiond_client.protocol import PrunedEntry, PruneResult
 
-__all__ = ["StoreRegistry"]
+__all__ = ["StoreRegistry", "archive_line", "enforce_retention"]
 
 log = logging.getLogger("sessiond.registry")
 AGENT_PLACEHOLDER = "{agentId}"
@@ -70,6 +70,30 @@ def archive_line(pruned: PrunedEntry, entry: StoredEntry, now_ms: int) -> bytes:
     """One line of ``sessions.pruned.jsonl``: the key, the entry as it was, when, why."""
     record = {"key": pruned.key, "pruned_at": now_ms, "reason": pruned.reason}
     return msgspec.json.encode({**record, "entry": msgspec.Raw(entry.json_bytes)}) + b"\n"
+
+
+async def enforce_retention(
+    store: SessionStore, persistence: StorePersistence, plan: RetentionPlan, now_ms: int
+) -> tuple[list[PrunedEntry], list[PrunedEntry]]:
+    """Carry out ``plan``: append the entries to the prune archive and make it durable
+    first, then delete, through the store's write path, each entry nothing changed since
+    the plan. Returns the entries pruned and those kept for having changed."""
+    lines = [
+        archive_line(pruned, store.entries[pruned.key], now_ms)
+        for pruned, _ in plan.prune
+        if pruned.key in store.entries
+    ]
+    await persistence.archive(lines)
+    done: list[PrunedEntry] = []
+    changed: list[PrunedEntry] = []
+    for pruned, revision in plan.prune:
+        current = store.entries.get(pruned.key)
+        if current is None or current.revision != revision:
+            changed.append(PrunedEntry(pruned.key, "changed while pruning"))
+            continue
+        store.remove(pruned.key, op="prune")
+        done.append(pruned)
+    return done, changed
 
 
 class _Slot:
@@ -400,22 +424,9 @@ class StoreRegistry:
         )
         if dry_run or not plan.prune:
             return result
-        now_ms = self.clock_ms()
-        lines = [
-            archive_line(pruned, store.entries[pruned.key], now_ms)
-            for pruned, _ in plan.prune
-            if pruned.key in store.entries
-        ]
-        await slot.persistence.archive(lines)
+        done, changed = await enforce_retention(store, slot.persistence, plan, self.clock_ms())
         result.archive = str(slot.persistence.archive_path)
-        done: list[PrunedEntry] = []
-        for pruned, revision in plan.prune:
-            current = store.entries.get(pruned.key)
-            if current is None or current.revision != revision:
-                result.kept.append(PrunedEntry(pruned.key, "changed while pruning"))
-                continue
-            store.remove(pruned.key, op="prune")
-            done.append(pruned)
+        result.kept.extend(changed)
         result.pruned, result.entries = done, len(store)
         return result
 

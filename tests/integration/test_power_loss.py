@@ -8,6 +8,10 @@ ext4 is mounted with ``noauto_da_alloc`` (otherwise ext4 flushes a file's data w
 rename replaces it, hiding a missing fsync) and ``commit=300`` (no periodic journal
 commit within the test). Needs root and loop devices; skipped, with the reason, where
 they are missing.
+
+Teardown, also when a test fails: the daemons on the file system are killed first, then it
+is unmounted and its loop device detached; if either fails, the test errors (a mount is
+never leaked silently).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import os
 import shutil
 import struct
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,6 +33,7 @@ from tests.support.daemon import DaemonProcess
 FS_IOC_SHUTDOWN = 0x8004587D
 NOLOGFLUSH = 2
 IMAGE_MB = 64
+UNMOUNT_ATTEMPTS = 5
 
 
 def _run(*command: str) -> str:
@@ -41,6 +47,7 @@ class LoopFileSystem:
         self.image = root / "fs.img"
         self.mount_point = root / "mnt"
         self.device: str | None = None
+        self.mounted = False
 
     def create(self) -> None:
         with self.image.open("wb") as image:
@@ -53,6 +60,7 @@ class LoopFileSystem:
     def mount(self) -> None:
         assert self.device is not None
         _run("mount", "-o", "noauto_da_alloc,commit=300", self.device, str(self.mount_point))
+        self.mounted = True
 
     def power_loss(self) -> None:
         """Nothing written from now on reaches the device; then unmount."""
@@ -63,13 +71,35 @@ class LoopFileSystem:
             os.close(fd)
 
     def unmount(self) -> None:
-        subprocess.run(["umount", str(self.mount_point)], check=False, capture_output=True)
+        """Unmount; raises (with umount's message) if it cannot, after a few tries."""
+        if not self.mounted:
+            return
+        for attempt in range(UNMOUNT_ATTEMPTS):
+            result = subprocess.run(
+                ["umount", str(self.mount_point)], check=False, capture_output=True, text=True
+            )
+            if result.returncode == 0:
+                self.mounted = False
+                return
+            time.sleep(0.1 * (attempt + 1))
+        raise RuntimeError(f"cannot unmount {self.mount_point}: {result.stderr.strip()}")
 
     def destroy(self) -> None:
-        self.unmount()
+        """Unmount and detach the loop device; raises if either fails (after trying both)."""
+        errors: list[str] = []
+        try:
+            self.unmount()
+        except RuntimeError as error:
+            errors.append(str(error))
         if self.device is not None:
-            subprocess.run(["losetup", "-d", self.device], check=False, capture_output=True)
+            result = subprocess.run(
+                ["losetup", "-d", self.device], check=False, capture_output=True, text=True
+            )
+            if result.returncode != 0 and not errors:
+                errors.append(f"cannot detach {self.device}: {result.stderr.strip()}")
             self.device = None
+        if errors:
+            raise RuntimeError("; ".join(errors) + " (leaked: see findmnt, losetup -a)")
 
 
 def _loop_devices_usable() -> str | None:
@@ -98,28 +128,41 @@ def loop_fs(short_tmp: Path) -> Iterator[LoopFileSystem]:
     fs.destroy()
 
 
+@pytest.fixture
 def daemon_on(
-    make_daemon: Callable[..., DaemonProcess], fs: LoopFileSystem, durability: str
-) -> DaemonProcess:
-    config = {
-        "persistence": {
-            "durability": durability,
-            "flush_delay_s": 120.0,
-            "flush_max_delay_s": 120.0,
-            "journal_snapshot_interval_s": 120.0,
-            "journal_fsync_interval_s": 120.0,
+    loop_fs: LoopFileSystem, make_daemon: Callable[..., DaemonProcess]
+) -> Iterator[Callable[[str], DaemonProcess]]:
+    """Factory: an unstarted daemon whose state lives on ``loop_fs``. Depending on
+    ``loop_fs``, this fixture is torn down first: its daemons are killed (also when the test
+    failed before stopping them) before the file system is unmounted."""
+    daemons: list[DaemonProcess] = []
+
+    def factory(durability: str) -> DaemonProcess:
+        config = {
+            "persistence": {
+                "durability": durability,
+                "flush_delay_s": 120.0,
+                "flush_max_delay_s": 120.0,
+                "journal_snapshot_interval_s": 120.0,
+                "journal_fsync_interval_s": 120.0,
+            }
         }
-    }
-    daemon = make_daemon(config)
-    daemon.state_dir = fs.mount_point / "state"
-    return daemon
+        daemon = make_daemon(config)
+        daemon.state_dir = loop_fs.mount_point / "state"
+        daemons.append(daemon)
+        return daemon
+
+    yield factory
+    for daemon in daemons:
+        daemon.ensure_stopped()
 
 
 @pytest.mark.parametrize("durability", ["journal", "debounced"])
 def test_acknowledged_durable_writes_survive_a_power_loss(
-    make_daemon: Callable[..., DaemonProcess], loop_fs: LoopFileSystem, durability: str
+    daemon_on: Callable[[str], DaemonProcess], loop_fs: LoopFileSystem, durability: str
 ) -> None:
-    daemon = daemon_on(make_daemon, loop_fs, durability).start()
+    """Every durable write the daemon acknowledged is there after a real power loss."""
+    daemon = daemon_on(durability).start()
     acknowledged: dict[str, int] = {}
     with daemon.client() as client:
         for n in range(40):
@@ -146,7 +189,7 @@ def test_acknowledged_durable_writes_survive_a_power_loss(
 def test_the_test_can_see_a_write_that_was_never_synced(
     loop_fs: LoopFileSystem,
 ) -> None:
-    # The method itself: what was written but not synced before the shutdown is gone.
+    """The method itself: what was written but not synced before the shutdown is gone."""
     synced, unsynced = loop_fs.mount_point / "synced", loop_fs.mount_point / "unsynced"
     with synced.open("wb") as file:
         file.write(b"kept")

@@ -13,7 +13,11 @@ Two states are kept apart:
 :meth:`CrashFiles.crash` returns a new file system holding what survived: in
 ``"drop"`` mode, only the disk; in ``"prefix"`` mode, for each directory a random prefix
 of its unsynced name changes, and for each file its synced content plus a random prefix
-of the bytes written since (which may cut the last write in two: a torn write).
+of the bytes written since (which may cut the last write in two: a torn write). In
+``"reorder"`` mode, for each directory a random *subset* of its unsynced name changes
+(each create, unlink, mkdir or rename whole, applied in their order), and file contents
+as in ``"prefix"`` mode: strict POSIX, where nothing orders the name changes of a
+directory that was not fsynced (a later unlink may survive an earlier rename).
 
 A full disk: while ``disk_full`` is set, changing operations fail with ENOSPC and change
 nothing (and are not counted).
@@ -38,7 +42,7 @@ from sessiond.fileops import FileIdentity, FileOps, NotRegularFileError
 
 __all__ = ["CrashFiles", "CrashMode"]
 
-CrashMode = Literal["drop", "prefix"]
+CrashMode = Literal["drop", "prefix", "reorder"]
 ROOT = "/"
 
 
@@ -69,8 +73,10 @@ class CrashFiles(FileOps):
         self.dirs: set[str] = {ROOT}  # directories (page cache)
         self.durable: dict[str, dict[str, _Inode | None]] = {ROOT: {}}
         """Directory -> its entries as of its last fsync (None: a subdirectory)."""
-        self.changes: dict[str, list[tuple[str, _Inode | None]]] = {}
-        """Directory -> its name changes since that fsync, in order (None: removed/dir)."""
+        self.changes: dict[str, list[tuple[str, _Inode | None, int]]] = {}
+        """Directory -> its name changes since that fsync, in order (None: removed/dir), each
+        with the number of the operation that made it (a rename makes two)."""
+        self.name_operations = itertools.count()
         self.open: dict[int, _Handle] = {}
 
     # -- bookkeeping -------------------------------------------------------------------
@@ -88,8 +94,9 @@ class CrashFiles(FileOps):
             raise OSError(errno.ENOSPC, "no space left on device (simulated)")
         self.operations += 1
 
-    def _note_name(self, path: str, inode: _Inode | None) -> None:
-        self.changes.setdefault(os.path.dirname(path), []).append((path, inode))
+    def _note_name(self, path: str, inode: _Inode | None, operation: int | None = None) -> None:
+        number = next(self.name_operations) if operation is None else operation
+        self.changes.setdefault(os.path.dirname(path), []).append((path, inode, number))
 
     def _handle(self, fd: int) -> _Handle:
         try:
@@ -182,8 +189,9 @@ class CrashFiles(FileOps):
         self._change()
         del self.names[source]
         self.names[target] = inode
-        self._note_name(source, None)
-        self._note_name(target, inode)
+        operation = next(self.name_operations)
+        self._note_name(source, None, operation)
+        self._note_name(target, inode, operation)
 
     def unlink(self, path: str) -> None:
         if path not in self.names:
@@ -203,7 +211,7 @@ class CrashFiles(FileOps):
         self._change()
         self.dirs.add(path)
         self.durable.setdefault(path, {})
-        self.changes.setdefault(os.path.dirname(path), []).append((path, None))
+        self._note_name(path, None)
 
     def fsync_directory(self, path: str) -> None:
         if path not in self.dirs:
@@ -231,8 +239,16 @@ class CrashFiles(FileOps):
         for directory, durable in self.durable.items():
             current = dict(durable)
             changes = self.changes.get(directory, [])
-            kept = rng.randint(0, len(changes)) if mode == "prefix" else 0
-            for name, inode in changes[:kept]:
+            if mode == "prefix":
+                kept = changes[: rng.randint(0, len(changes))]
+            elif mode == "reorder":
+                odds = rng.random()
+                operations = sorted({operation for _, _, operation in changes})
+                chosen = {operation for operation in operations if rng.random() < odds}
+                kept = [change for change in changes if change[2] in chosen]
+            else:
+                kept = []
+            for name, inode, _ in kept:
                 if inode is None and name not in self.dirs:
                     current.pop(name, None)
                 else:
@@ -274,7 +290,7 @@ class CrashFiles(FileOps):
                 continue
             if inode.number not in contents:
                 unsynced = len(inode.data) - len(inode.synced)
-                extra = rng.randint(0, unsynced) if mode == "prefix" and unsynced > 0 else 0
+                extra = rng.randint(0, unsynced) if mode != "drop" and unsynced > 0 else 0
                 surviving = inode.synced + bytes(
                     inode.data[len(inode.synced) : len(inode.synced) + extra]
                 )
