@@ -381,6 +381,9 @@ class StorePersistence:
             except Exception:  # a bug must not stop persistence for good
                 log.exception("%s: unexpected error while syncing the journal", self.path)
                 self.journal.fail(OSError("journal sync failed unexpectedly"))
+            # Neither a due-at-once delay nor a free lock yields: without this, a round
+            # that finds nothing to do would starve every client of the event loop.
+            await asyncio.sleep(0)
 
     async def sync_journal(self) -> bool:
         """fsync everything appended so far; True if it is durable now."""
@@ -388,23 +391,24 @@ class StorePersistence:
             self.last_sync_at = self.clock()
             journal = self.journal
             job = journal.sync_job()
-            if job is None:
-                return journal.ok
-            try:
-                await self.runner.run(journal.run_sync, job)
-            except OSError as error:
-                journal.sync_failed(job, error)
-                return False
-            journal.synced(job)
-            self.stats.journal_fsyncs += 1
-            self._resolve(self.tracker.journal_synced(job.seq))
-            if journal.rotation_wanted:
-                self.rotation_attempts += 1
-                if self.rotation_attempts >= ROTATION_ATTEMPTS:
-                    journal.rotate_now()
-            if not journal.rotation_wanted:
-                self.rotation_attempts = 0
-            return True
+            if job is not None:
+                try:
+                    await self.runner.run(journal.run_sync, job)
+                except OSError as error:
+                    journal.sync_failed(job, error)
+                    return False
+                journal.synced(job)
+                self.stats.journal_fsyncs += 1
+                if journal.rotation_wanted:
+                    self.rotation_attempts += 1
+                    if self.rotation_attempts >= ROTATION_ATTEMPTS:
+                        journal.rotate_now()
+                if not journal.rotation_wanted:
+                    self.rotation_attempts = 0
+            # The journal knows how far it is synced, whoever synced it (a rotation syncs
+            # the old segment's tail itself): the waiters it covers go now.
+            self._resolve(self.tracker.journal_synced(journal.synced_seq))
+            return journal.ok if job is None else True
 
     # -- snapshots -------------------------------------------------------------------------
 
