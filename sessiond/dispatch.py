@@ -32,7 +32,6 @@ from sessiond.listing import ListFilter, decode_cursor, encode_cursor, select_pa
 from sessiond.resolve import ResolveOptions, resolve_session, session_key_for
 from sessiond.store import SessionStore, encode_for_wire
 from sessiond.transfer import ExportViews, Imports
-from sessiond.values import check_json_value
 from sessiond_client import checks
 from sessiond_client.checks import (
     DEFAULT_LIST_LIMIT,
@@ -40,12 +39,16 @@ from sessiond_client.checks import (
     REPLY_WRAPPER_BYTES,
     check_ctx,
     check_fields,
+    check_import_entry,
     check_key,
+    check_key_count,
     check_list_limit,
     check_minutes,
     check_projection,
+    check_protocol,
     check_token,
     cursor_bytes,
+    hello_result,
     project,
     utf8_len,
     wire_agent,
@@ -54,7 +57,6 @@ from sessiond_client.errors import ConflictError, InvalidRequestError
 from sessiond_client.keys import DEFAULT_AGENT_ID
 from sessiond_client.protocol import (
     OP_OF_REQUEST,
-    PROTOCOL_VERSION,
     DeleteRequest,
     EntryRef,
     EntryResult,
@@ -301,27 +303,8 @@ class Dispatcher:
     # -- operations ---------------------------------------------------------------------
 
     def hello(self, request: HelloRequest) -> HelloResult:
-        if request.protocol != PROTOCOL_VERSION:
-            raise InvalidRequestError(
-                f"protocol version {request.protocol} is not spoken here; this daemon "
-                f"speaks protocol {PROTOCOL_VERSION}"
-            )
-        limits = self.limits
-        return HelloResult(
-            protocol=PROTOCOL_VERSION,
-            server="sessiond",
-            version=__version__,
-            max_frame_bytes=limits.max_frame_bytes,
-            max_reply_bytes=limits.max_reply_bytes,
-            max_key_bytes=limits.max_key_bytes,
-            max_entry_bytes=limits.max_entry_bytes,
-            max_keys_per_request=limits.max_keys_per_request,
-            max_list_limit=limits.max_list_limit,
-            max_depth=limits.max_depth,
-            max_fields=limits.max_fields,
-            max_inflight_per_connection=limits.max_inflight_per_connection,
-            protocols=[PROTOCOL_VERSION],
-        )
+        check_protocol(request.protocol, speaker="daemon")
+        return hello_result(self.limits, server="sessiond", version=__version__)
 
     def get(self, request: GetRequest) -> EntryResult | None:
         key = self.check_key(request.key)
@@ -334,8 +317,12 @@ class Dispatcher:
 
     def get_many(self, request: GetManyRequest) -> dict[str, EntryRef]:
         limits = self.limits
-        if len(request.keys) > limits.max_keys_per_request:
-            raise InvalidRequestError(f"get_many takes at most {limits.max_keys_per_request} keys")
+        check_key_count(
+            len(request.keys),
+            max_keys_per_request=limits.max_keys_per_request,
+            what="get_many takes",
+            noun="keys",
+        )
         fields = self.check_projection(request.fields)
         found: dict[str, EntryRef] = {}
         reply_bytes = REPLY_WRAPPER_BYTES
@@ -421,29 +408,16 @@ class Dispatcher:
         """
         agent_id = agent_of(request.agent, None)
         limits = self.limits
-        if len(request.entries) > limits.max_keys_per_request:
-            raise InvalidRequestError(
-                f"an import request stages at most {limits.max_keys_per_request} entries"
-            )
-        size = 0
-        for key, entry in request.entries.items():
-            try:
-                check_key(key, max_key_bytes=limits.max_key_bytes)
-            except InvalidRequestError as error:
-                raise InvalidRequestError(f"key {key!r}: {error}") from None
-            check_json_value(
-                entry,
-                where=f"entry {key!r}",
-                max_depth=limits.max_depth,
-                max_fields=limits.max_fields,
-            )
-            entry_bytes = len(msgspec.json.encode(entry))
-            if entry_bytes > limits.max_entry_bytes:
-                raise InvalidRequestError(
-                    f"entry {key!r} of {entry_bytes} bytes exceeds the limit of "
-                    f"{limits.max_entry_bytes} bytes"
-                )
-            size += utf8_len(key) + entry_bytes
+        check_key_count(
+            len(request.entries),
+            max_keys_per_request=limits.max_keys_per_request,
+            what="an import request stages",
+            noun="entries",
+        )
+        size = sum(
+            utf8_len(key) + check_import_entry(key, entry, limits)
+            for key, entry in request.entries.items()
+        )
         import_id, staged = self.imports.stage(request.import_id, agent_id, request.entries, size)
         if not request.commit:
             return ImportResult(import_id=import_id, staged=len(staged.entries))

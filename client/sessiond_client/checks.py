@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgspec
 
@@ -24,6 +24,7 @@ from sessiond_client.keys import (
     normalize_agent_id,
     resolve_agent_id_from_session_key,
 )
+from sessiond_client.protocol import PROTOCOL_VERSION, HelloResult
 from sessiond_client.values import check_json_value
 
 __all__ = [
@@ -34,15 +35,20 @@ __all__ = [
     "REPLY_ITEM_OVERHEAD_BYTES",
     "REPLY_WRAPPER_BYTES",
     "MessageContext",
+    "StoreLimits",
     "agent_of",
     "check_ctx",
     "check_fields",
+    "check_import_entry",
     "check_key",
+    "check_key_count",
     "check_list_limit",
     "check_minutes",
     "check_projection",
+    "check_protocol",
     "check_token",
     "cursor_bytes",
+    "hello_result",
     "project",
     "utf8_len",
     "wire_agent",
@@ -181,3 +187,81 @@ def check_ctx(ctx: dict[str, Any], *, max_depth: int, max_fields: int) -> dict[s
     except msgspec.ValidationError as error:
         raise InvalidRequestError(f"invalid ctx: {error}") from error
     return ctx
+
+
+class StoreLimits(Protocol):
+    """The limits a store enforces (the daemon's ``[limits]``, or the client's
+    :class:`~sessiond_client.limits.RequestLimits` over Redis)."""
+
+    @property
+    def max_frame_bytes(self) -> int: ...
+    @property
+    def max_reply_bytes(self) -> int: ...
+    @property
+    def max_key_bytes(self) -> int: ...
+    @property
+    def max_entry_bytes(self) -> int: ...
+    @property
+    def max_keys_per_request(self) -> int: ...
+    @property
+    def max_list_limit(self) -> int: ...
+    @property
+    def max_depth(self) -> int: ...
+    @property
+    def max_fields(self) -> int: ...
+    @property
+    def max_inflight_per_connection(self) -> int: ...
+
+
+def check_protocol(protocol: int, *, speaker: str) -> None:
+    """``hello``: refuse a protocol version this ``speaker`` does not speak."""
+    if protocol != PROTOCOL_VERSION:
+        raise InvalidRequestError(
+            f"protocol version {protocol} is not spoken here; this {speaker} "
+            f"speaks protocol {PROTOCOL_VERSION}"
+        )
+
+
+def hello_result(limits: StoreLimits, *, server: str, version: str) -> HelloResult:
+    """``hello``'s answer: who answers, and every limit a client needs."""
+    return HelloResult(
+        protocol=PROTOCOL_VERSION,
+        server=server,
+        version=version,
+        max_frame_bytes=limits.max_frame_bytes,
+        max_reply_bytes=limits.max_reply_bytes,
+        max_key_bytes=limits.max_key_bytes,
+        max_entry_bytes=limits.max_entry_bytes,
+        max_keys_per_request=limits.max_keys_per_request,
+        max_list_limit=limits.max_list_limit,
+        max_depth=limits.max_depth,
+        max_fields=limits.max_fields,
+        max_inflight_per_connection=limits.max_inflight_per_connection,
+        protocols=[PROTOCOL_VERSION],
+    )
+
+
+def check_key_count(count: int, *, max_keys_per_request: int, what: str, noun: str) -> None:
+    """Refuse a request naming more than ``max_keys_per_request`` keys: "<what> at most
+    N <noun>"."""
+    if count > max_keys_per_request:
+        raise InvalidRequestError(f"{what} at most {max_keys_per_request} {noun}")
+
+
+def check_import_entry(key: str, entry: Any, limits: StoreLimits) -> int:
+    """An entry of an ``import`` request, checked as it will be stored (key, value model,
+    size); its JSON size in bytes."""
+    try:
+        check_key(key, max_key_bytes=limits.max_key_bytes)
+    except InvalidRequestError as error:
+        raise InvalidRequestError(f"key {key!r}: {error}") from None
+    check_json_value(
+        entry, where=f"entry {key!r}", max_depth=limits.max_depth, max_fields=limits.max_fields
+    )
+    entry_bytes = len(msgspec.json.encode(entry))
+    if entry_bytes > limits.max_entry_bytes:
+        raise InvalidRequestError(
+            f"entry {key!r} of {entry_bytes} bytes exceeds the limit of "
+            f"{limits.max_entry_bytes} bytes"
+        )
+    return entry_bytes

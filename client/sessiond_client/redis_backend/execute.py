@@ -30,20 +30,24 @@ from sessiond_client.checks import (
     REPLY_WRAPPER_BYTES,
     agent_of,
     check_key,
+    check_key_count,
     check_list_limit,
     check_minutes,
     check_projection,
+    check_protocol,
     cursor_bytes,
     project,
     utf8_len,
     wire_agent,
+)
+from sessiond_client.checks import (
+    hello_result as shared_hello_result,
 )
 from sessiond_client.errors import InvalidRequestError, UnknownOpError
 from sessiond_client.keys import DEFAULT_AGENT_ID
 from sessiond_client.limits import RequestLimits
 from sessiond_client.listing import ListFilter, decode_cursor, encode_cursor
 from sessiond_client.protocol import (
-    PROTOCOL_VERSION,
     EntryRef,
     EntryResult,
     ExportRequest,
@@ -134,29 +138,11 @@ def _wire_entry(value: StoredValue, fields: list[str] | None) -> Any:
 
 def hello_result(profile: ServerProfile, limits: RequestLimits) -> HelloResult:
     """``hello``'s answer over Redis: the server's name and version, the limits enforced."""
-    return HelloResult(
-        protocol=PROTOCOL_VERSION,
-        server=profile.flavor,
-        version=profile.version,
-        max_frame_bytes=limits.max_frame_bytes,
-        max_reply_bytes=limits.max_reply_bytes,
-        max_key_bytes=limits.max_key_bytes,
-        max_entry_bytes=limits.max_entry_bytes,
-        max_keys_per_request=limits.max_keys_per_request,
-        max_list_limit=limits.max_list_limit,
-        max_depth=limits.max_depth,
-        max_fields=limits.max_fields,
-        max_inflight_per_connection=limits.max_inflight_per_connection,
-        protocols=[PROTOCOL_VERSION],
-    )
+    return shared_hello_result(limits, server=profile.flavor, version=profile.version)
 
 
 def _hello(ctx: ExecContext, request: HelloRequest) -> Steps:
-    if request.protocol != PROTOCOL_VERSION:
-        raise InvalidRequestError(
-            f"protocol version {request.protocol} is not spoken here; this backend "
-            f"speaks protocol {PROTOCOL_VERSION}"
-        )
+    check_protocol(request.protocol, speaker="backend")
     yield from ()
     return Outcome(hello_result(ctx.profile, ctx.limits))
 
@@ -174,8 +160,12 @@ def _get(ctx: ExecContext, request: GetRequest) -> Steps:
 
 def _get_many(ctx: ExecContext, request: GetManyRequest) -> Steps:
     limits = ctx.limits
-    if len(request.keys) > limits.max_keys_per_request:
-        raise InvalidRequestError(f"get_many takes at most {limits.max_keys_per_request} keys")
+    check_key_count(
+        len(request.keys),
+        max_keys_per_request=limits.max_keys_per_request,
+        what="get_many takes",
+        noun="keys",
+    )
     fields = check_projection(request.fields, max_fields=limits.max_fields)
     for key in request.keys:
         check_key(key, max_key_bytes=limits.max_key_bytes)

@@ -19,12 +19,11 @@ import base64
 import secrets
 from typing import Any, Final
 
-import msgspec
-
 from sessiond_client.checks import (
     REPLY_ITEM_OVERHEAD_BYTES,
     REPLY_WRAPPER_BYTES,
-    check_key,
+    check_import_entry,
+    check_key_count,
     check_list_limit,
     cursor_bytes,
     utf8_len,
@@ -46,7 +45,6 @@ from sessiond_client.redis_backend.commands import (
     encode_wire,
 )
 from sessiond_client.redis_backend.layout import AgentKeys, StoredValue, stored_value
-from sessiond_client.values import check_json_value
 
 __all__ = ["export_steps", "import_steps"]
 
@@ -116,26 +114,17 @@ def _staged_values(ctx: ExecContext, request: ImportRequest) -> tuple[list[Any],
     """The request's entries checked as the daemon checks them, in their stored form
     (key, value, ...), and their size in bytes."""
     limits = ctx.limits
-    if len(request.entries) > limits.max_keys_per_request:
-        raise InvalidRequestError(
-            f"an import request stages at most {limits.max_keys_per_request} entries"
-        )
+    check_key_count(
+        len(request.entries),
+        max_keys_per_request=limits.max_keys_per_request,
+        what="an import request stages",
+        noun="entries",
+    )
     flat: list[Any] = []
     size = 0
     for key, entry in request.entries.items():
-        try:
-            check_key(key, max_key_bytes=limits.max_key_bytes)
-        except InvalidRequestError as error:
-            raise InvalidRequestError(f"key {key!r}: {error}") from None
-        check_json_value(
-            entry, where=f"entry {key!r}", max_depth=limits.max_depth, max_fields=limits.max_fields
-        )
+        check_import_entry(key, entry, limits)
         stored, json_bytes, _ = stored_value(entry)
-        if len(msgspec.json.encode(entry)) > limits.max_entry_bytes:
-            raise InvalidRequestError(
-                f"entry {key!r} of {len(json_bytes)} bytes exceeds the limit of "
-                f"{limits.max_entry_bytes} bytes"
-            )
         flat += [key, stored]
         size += utf8_len(key) + len(json_bytes)
     return flat, size
